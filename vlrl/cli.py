@@ -1,0 +1,125 @@
+"""The ``vlrl`` command line.
+
+    vlrl data synth --task shapes --n 200 --out data/shapes     synthetic data (JSONL + PNG)
+    vlrl warmup --config configs/tiny/warmup.yaml [k=v ...]     supervised (long-CoT warm-up) training
+    vlrl infer --model DIR --image x.png --question "..."       answer a question (streamed)
+    vlrl encoders list                                          registered encoders (plugins included)
+    vlrl projectors list                                        registered projectors
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Sequence
+
+EPILOG = "Config overrides are key=value pairs after the options, e.g. optim.lr=1e-4 steps=50."
+
+
+def _stage(sub, name: str, help_text: str, module: str, schema: str) -> None:
+    p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOG)
+    p.add_argument("--config", required=True, help="YAML config (see configs/tiny/ and configs/examples/)")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides")
+    p.set_defaults(func=lambda a: _run_stage(module, schema, a.config, a.overrides))
+
+
+def _run_stage(module: str, schema: str, config: str, overrides: Sequence[str]) -> None:
+    import importlib
+
+    from vlrl.config import load_config
+
+    mod = importlib.import_module(module)
+    mod.main(load_config(getattr(mod, schema), config, overrides))
+
+
+def _synth(a: argparse.Namespace) -> None:
+    from vlrl.data.synth import generate, write_dataset
+
+    kwargs = {"image_size": a.image_size} if a.task != "arithmetic" else {}
+    samples = generate(a.task, a.n, seed=a.seed, levels=a.levels, **kwargs)
+    path = write_dataset(samples, a.out)
+    print(f"wrote {len(samples)} samples to {path}")
+
+
+def _infer(a: argparse.Namespace) -> None:
+    from vlrl.inference import Predictor
+
+    predictor = Predictor.load(a.model, device=a.device)
+    stream = None if a.no_stream else (lambda s: print(s, end="", flush=True))
+    text = predictor.answer(a.question, images=a.image, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
+                            top_p=a.top_p, system_prompt=a.system_prompt, stream=stream, seed=a.seed)
+    print() if stream else print(text)
+
+
+def _list(registry_path: str) -> Callable[[argparse.Namespace], None]:
+    def run(_: argparse.Namespace) -> None:
+        import importlib
+
+        module, name = registry_path.rsplit(":", 1)
+        reg = getattr(importlib.import_module(module), name)
+        for key in reg.keys():
+            print(f"{key:20s} {reg.origin(key)}")
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vlrl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="data tools").add_subparsers(dest="data_command", required=True)
+    s = data.add_parser("synth", help="generate a synthetic dataset (JSONL + PNG images)",
+                        description="Generate a synthetic task deterministically by seed.")
+    s.add_argument("--task", required=True, choices=["shapes", "arithmetic", "text_rendered"],
+                   help="shapes: counting in shape scenes (image); arithmetic: text problems; text_rendered: "
+                        "arithmetic rendered into images, each with its text twin (2 samples per --n)")
+    s.add_argument("--n", type=int, required=True, help="number of samples (pairs for text_rendered)")
+    s.add_argument("--out", required=True, help="output directory (data.jsonl + images/)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--levels", default="1-5", help="difficulty levels, e.g. '1-3' or '2,4' (default 1-5)")
+    s.add_argument("--image-size", type=int, default=32, help="image side in pixels (default 32)")
+    s.set_defaults(func=_synth)
+
+    _stage(sub, "warmup", "supervised training on responses (long-CoT warm-up SFT)", "vlrl.stages.warmup",
+           "WarmupConfig")
+
+    i = sub.add_parser("infer", help="answer a question about 0..n images with a saved model",
+                       description="Answer a question with a saved model; the answer is streamed as it is generated.")
+    i.add_argument("--model", required=True, help="a saved model directory (output_dir of a stage)")
+    i.add_argument("--question", required=True, help="the question; '<image>' marks where each image goes "
+                                                     "(default: images first)")
+    i.add_argument("--image", action="append", default=[], help="image file; repeat for several images, omit for none")
+    i.add_argument("--max-new-tokens", type=int, default=128)
+    i.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    i.add_argument("--top-p", type=float, default=1.0)
+    i.add_argument("--seed", type=int, default=None, help="sampling seed")
+    i.add_argument("--system-prompt", default=None)
+    i.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    i.add_argument("--no-stream", action="store_true", help="print the answer only when complete")
+    i.set_defaults(func=_infer)
+
+    for name, path in (("encoders", "vlrl.models.encoders:ENCODERS"), ("projectors", "vlrl.models.projectors:PROJECTORS")):
+        reg = sub.add_parser(name, help=f"registered {name}").add_subparsers(dest=f"{name}_command", required=True)
+        reg.add_parser("list", help=f"list registered {name}, third-party plugins included").set_defaults(func=_list(path))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        if os.environ.get("VLRL_DEBUG"):
+            raise
+        print(f"vlrl: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

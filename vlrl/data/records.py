@@ -1,0 +1,171 @@
+"""Records -> Samples: JSONL files, local Hugging Face datasets, Python lists, ``synth:`` specs.
+
+Row fields (JSONL or dataset columns): ``question`` (or ``messages`` / ``prompt`` / ``problem``), ``images``
+(a path or list of paths, relative to the JSONL file; or an ``image`` column with a datasets ``Image``
+feature), ``answer``, ``response``, ``domain``, ``difficulty``, ``modality``, ``pair_id``, ``id``; any other
+field is kept in ``meta``. A bad row (unparseable JSON, no question, a missing image file) is an error
+naming the file and line; with ``on_bad_row="skip"`` it is skipped, counted and listed in the
+:class:`LoadReport` instead - never silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+from urllib.parse import parse_qsl
+
+from vlrl.types import Sample
+
+QUESTION_KEYS = ("question", "prompt", "problem", "query")
+KNOWN = {"id", "messages", "images", "image", "answer", "response", "domain", "difficulty", "modality",
+         "pair_id", "meta", *QUESTION_KEYS}
+
+
+class BadRowError(ValueError):
+    """A row that cannot become a Sample; the message names file and line (or row index)."""
+
+
+@dataclass
+class LoadReport:
+    """What a load did: samples kept and rows skipped (with where and why)."""
+
+    loaded: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        s = f"loaded {self.loaded} samples"
+        if self.skipped:
+            s += f", skipped {len(self.skipped)} bad rows:\n  " + "\n  ".join(self.skipped[:20])
+            if len(self.skipped) > 20:
+                s += f"\n  ... and {len(self.skipped) - 20} more"
+        return s
+
+
+def _images(row: dict, base_dir: Path | None, where: str) -> list:
+    images = row.get("images", row.get("image"))
+    if images is None:
+        return []
+    if not isinstance(images, list):
+        images = [images]
+    out = []
+    for im in images:
+        if isinstance(im, dict) and im.get("bytes") is None and im.get("path"):
+            im = im["path"]
+        if isinstance(im, str):
+            path = Path(im)
+            if base_dir is not None and not path.is_absolute():
+                path = base_dir / path
+            if not path.is_file():
+                raise BadRowError(f"{where}: image file '{path}' does not exist")
+            im = str(path)
+        out.append(im)
+    return out
+
+
+def sample_from_row(row: Any, where: str, base_dir: Path | None = None, default_id: str = "") -> Sample:
+    """Convert one record to a Sample. ``where`` ("data.jsonl:12") prefixes every error."""
+    if not isinstance(row, dict):
+        raise BadRowError(f"{where}: a row must be a JSON object, got {type(row).__name__}")
+    question = next((row[k] for k in QUESTION_KEYS if row.get(k) is not None), None)
+    if question is None and not row.get("messages"):
+        raise BadRowError(f"{where}: no question (expected one of {', '.join(QUESTION_KEYS)} or 'messages')")
+    difficulty = row.get("difficulty")
+    if difficulty is not None and not isinstance(difficulty, int):
+        try:
+            difficulty = int(difficulty)
+        except (TypeError, ValueError):
+            raise BadRowError(f"{where}: 'difficulty' must be an integer level, got {difficulty!r}") from None
+    meta = dict(row.get("meta") or {})
+    meta.update({k: v for k, v in row.items() if k not in KNOWN})
+    answer = row.get("answer")
+    try:
+        return Sample(
+            id=str(row.get("id") or default_id), question=question, messages=row.get("messages"),
+            images=_images(row, base_dir, where), answer=None if answer is None else str(answer),
+            response=row.get("response"), domain=row.get("domain") or "general", difficulty=difficulty,
+            modality=row.get("modality") or "", pair_id=row.get("pair_id"), meta=meta,
+        )
+    except ValueError as e:
+        raise BadRowError(f"{where}: {e}") from None
+
+
+def _rows_jsonl(path: Path) -> Iterable[tuple[str, Any, str]]:
+    with path.open() as f:
+        for i, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{i}"
+            try:
+                yield where, json.loads(line), f"{path.stem}-{i}"
+            except json.JSONDecodeError as e:
+                yield where, BadRowError(f"{where}: not valid JSON ({e.msg} at column {e.colno})"), ""
+
+
+def _rows_dataset(path: Path) -> Iterable[tuple[str, Any, str]]:
+    import datasets
+
+    if (path / "dataset_info.json").exists() or (path / "state.json").exists():
+        ds = datasets.load_from_disk(str(path))
+    else:
+        files = {ext: sorted(str(p) for p in path.rglob(f"*.{ext}")) for ext in ("parquet", "json", "jsonl")}
+        if files["parquet"]:
+            ds = datasets.load_dataset("parquet", data_files=files["parquet"], split="train")
+        elif files["json"] or files["jsonl"]:
+            ds = datasets.load_dataset("json", data_files=files["json"] + files["jsonl"], split="train")
+        else:
+            ds = datasets.load_dataset("imagefolder", data_dir=str(path), split="train")
+    if isinstance(ds, datasets.DatasetDict):
+        ds = ds[next(iter(ds))]
+    for i, row in enumerate(ds):
+        yield f"{path}[row {i}]", row, f"{path.name}-{i}"
+
+
+def parse_synth_spec(spec: str) -> tuple[str, dict]:
+    """'synth:shapes?n=100&seed=1&levels=1-3' -> ('shapes', {...})."""
+    task, _, query = spec.removeprefix("synth:").partition("?")
+    kw: dict[str, Any] = dict(parse_qsl(query))
+    for key in ("n", "seed", "image_size"):
+        if key in kw:
+            kw[key] = int(kw[key])
+    return task, kw
+
+
+def load_samples(source: str | Path | Sequence[dict], on_bad_row: str = "skip",
+                 report: LoadReport | None = None) -> list[Sample]:
+    """Load Samples from a JSONL file, a local datasets directory, a ``synth:`` spec, or a list of dicts.
+
+    Raises:
+        BadRowError: on the first bad row when ``on_bad_row == "error"``.
+        FileNotFoundError: the source does not exist.
+    """
+    if on_bad_row not in ("skip", "error"):
+        raise ValueError(f"on_bad_row must be 'skip' or 'error', got '{on_bad_row}'")
+    report = report if report is not None else LoadReport()
+    if isinstance(source, str) and source.startswith("synth:"):
+        from vlrl.data.synth import generate
+
+        task, kw = parse_synth_spec(source)
+        samples = generate(task, kw.pop("n", 100), **kw)
+        report.loaded += len(samples)
+        return samples
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"data source '{path}' does not exist")
+        rows, base = (_rows_dataset(path), path) if path.is_dir() else (_rows_jsonl(path), path.parent)
+    else:
+        rows, base = ((f"row {i}", r, f"row-{i}") for i, r in enumerate(source)), None
+    samples = []
+    for where, row, default_id in rows:
+        try:
+            if isinstance(row, BadRowError):
+                raise row
+            samples.append(sample_from_row(row, where, base, default_id))
+        except BadRowError as e:
+            if on_bad_row == "error":
+                raise
+            report.skipped.append(str(e))
+    report.loaded += len(samples)
+    return samples

@@ -1,0 +1,81 @@
+"""Synthetic task generators: deterministic by seed, with a difficulty knob and domain tags.
+
+``generate(task, n, seed, levels)`` returns Samples with in-memory PIL images; ``write_dataset`` saves them
+as the standard JSONL + PNG layout that ``vlrl.data.load_samples`` reads back. Tasks:
+
+- ``shapes``: scenes of coloured shapes, counting / comparison / spatial questions (image-text);
+- ``arithmetic``: arithmetic expressions and word problems (text-only);
+- ``text_rendered``: arithmetic rendered into images, each paired with its text twin (``pair_id``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+from tqdm import tqdm
+
+from vlrl.data.synth.arithmetic import generate_arithmetic, generate_text_rendered
+from vlrl.data.synth.shapes import generate_shapes
+from vlrl.types import Sample
+
+TASKS: dict[str, Callable[..., list[Sample]]] = {
+    "shapes": generate_shapes,
+    "arithmetic": generate_arithmetic,
+    "text_rendered": generate_text_rendered,
+}
+
+
+def parse_levels(spec: str | int | Sequence[int] | None) -> tuple[int, ...]:
+    """"1-3" -> (1, 2, 3); "2,4" -> (2, 4); 3 -> (3,); None -> (1..5)."""
+    if spec is None:
+        return (1, 2, 3, 4, 5)
+    if isinstance(spec, int):
+        levels: tuple[int, ...] = (spec,)
+    elif isinstance(spec, str):
+        levels = ()
+        for part in spec.split(","):
+            lo, _, hi = part.strip().partition("-")
+            levels += tuple(range(int(lo), int(hi or lo) + 1))
+    else:
+        levels = tuple(int(x) for x in spec)
+    if not levels or any(not 1 <= x <= 5 for x in levels):
+        raise ValueError(f"difficulty '{spec}': levels must be within 1-5 (e.g. '1-3' or '2,4')")
+    return levels
+
+
+def generate(task: str, n: int, seed: int = 0, levels: str | Sequence[int] | None = None, **kwargs) -> list[Sample]:
+    if task not in TASKS:
+        raise ValueError(f"unknown synthetic task '{task}'. Known tasks: {', '.join(sorted(TASKS))}")
+    return TASKS[task](n, seed=seed, levels=parse_levels(levels), **kwargs)
+
+
+def corpus(n_per_task: int = 300, seed: int = 12345) -> list[str]:
+    """Texts to train the embedded default's tokenizer on: questions, responses and captions of every task."""
+    texts: list[str] = []
+    for task in sorted(TASKS):
+        for s in generate(task, n_per_task, seed=seed):
+            texts += [s.question or "", s.response or "", s.meta.get("caption", "")]
+    return [t for t in texts if t]
+
+
+def write_dataset(samples: Sequence[Sample], out_dir: str | Path, name: str = "data.jsonl") -> Path:
+    """Write samples as ``out_dir/name`` (JSONL) with images as PNGs under ``out_dir/images/``."""
+    out_dir = Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    path = out_dir / name
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w") as f:
+        for s in tqdm(samples, desc=f"writing {path}", unit="sample", disable=len(samples) < 500):
+            images = []
+            for j, img in enumerate(s.images):
+                rel = f"images/{s.id}-{j}.png"
+                img.save(out_dir / rel)
+                images.append(rel)
+            row = {"id": s.id, "question": s.question, "images": images, "answer": s.answer,
+                   "response": s.response, "domain": s.domain, "difficulty": s.difficulty,
+                   "modality": s.modality, "pair_id": s.pair_id, "meta": s.meta}
+            f.write(json.dumps(row) + "\n")
+    tmp.replace(path)
+    return path

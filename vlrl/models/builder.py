@@ -1,0 +1,116 @@
+"""build_vlm(cfg): the only reader of the model config. Also save / load of a whole VLM.
+
+A saved model directory is self-contained and loads with no network access:
+
+    vlm_config.json        the ModelConfig with architectures only (no hub ids, no pretrained tags)
+    model.safetensors      all weights (encoder, projector, LLM)
+    tokenizer files + processor_config.json   (the MultimodalProcessor)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model, save_model
+from transformers import AutoTokenizer
+
+from processors.processor import MultimodalProcessor
+from processors.tokenizer import build_tokenizer
+from vlrl.config import LLMConfig, ModelConfig, TokenizerConfig, from_dict, to_dict
+from vlrl.models.encoders import ENCODERS
+from vlrl.models.llm import build_llm
+from vlrl.models.projectors import PROJECTORS
+from vlrl.models.vlm import VisionLanguageModel
+
+CONFIG_NAME = "vlm_config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def build_model_tokenizer(cfg: ModelConfig):
+    """The tokenizer named by ``cfg.tokenizer``: trained locally (``build``), or loaded from a path."""
+    tc = cfg.tokenizer
+    if tc.build is not None:
+        from vlrl.data.synth import corpus
+
+        spec = dict(tc.build)
+        vocab_size = int(spec.pop("vocab_size", 1024))
+        return build_tokenizer(corpus(**spec), vocab_size=vocab_size)
+    path = tc.path or cfg.llm.path
+    if path is None:
+        raise ValueError("model.tokenizer: give 'path', or 'build' for a local tokenizer, or model.llm.path")
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def build_vlm(cfg: ModelConfig, system_prompt: str | None = None) -> tuple[VisionLanguageModel, MultimodalProcessor]:
+    """Build encoder, LLM, projector and processor from ``cfg`` (weights from their sources, if any)."""
+    tokenizer = build_model_tokenizer(cfg)
+    if cfg.tokenizer.image_token not in tokenizer.get_vocab():
+        tokenizer.add_special_tokens({"additional_special_tokens": [cfg.tokenizer.image_token]})
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    encoder, projector, llm = _build_parts(cfg, tokenizer)
+    processor = MultimodalProcessor(tokenizer, encoder.image_transform(), projector.num_tokens,
+                                    image_token=cfg.tokenizer.image_token, max_length=cfg.max_length,
+                                    system_prompt=system_prompt)
+    saved_cfg = ModelConfig(
+        encoder=encoder.export_config(),
+        projector=cfg.projector,
+        llm=LLMConfig(config=_llm_config_dict(llm), dtype=cfg.llm.dtype,
+                      attn_implementation=cfg.llm.attn_implementation),
+        tokenizer=TokenizerConfig(image_token=cfg.tokenizer.image_token),
+        max_length=cfg.max_length,
+    )
+    model = VisionLanguageModel(encoder, projector, llm, processor.image_token_id, saved_cfg)
+    return model, processor
+
+
+def _build_parts(cfg: ModelConfig, tokenizer):
+    """(encoder, projector, llm) for ``cfg``, the LLM's vocabulary sized to ``tokenizer``."""
+    encoder = ENCODERS.build(cfg.encoder.name, cfg.encoder)
+    llm = build_llm(cfg.llm, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
+    d_llm = llm.get_input_embeddings().weight.shape[1]
+    projector = PROJECTORS.build(cfg.projector.name, in_dim=encoder.hidden_size, out_dim=d_llm,
+                                 num_in_tokens=encoder.num_tokens, **cfg.projector.kwargs)
+    projector.to(dtype=next(llm.parameters()).dtype)
+    return encoder, projector, llm
+
+
+def _llm_config_dict(llm) -> dict:
+    d = llm.config.to_dict()
+    return {k: v for k, v in d.items() if not k.startswith("_") and k not in ("transformers_version", "architectures")}
+
+
+def save_pretrained(model: VisionLanguageModel, processor: MultimodalProcessor, directory: str | Path) -> Path:
+    """Write weights (safetensors), config and processor to ``directory`` atomically (a crash mid-save
+    leaves the previous checkpoint intact)."""
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    (tmp / CONFIG_NAME).write_text(json.dumps(to_dict(model.config), indent=2))
+    save_model(model, str(tmp / WEIGHTS_NAME))
+    processor.save_pretrained(tmp)
+    old = directory.with_name(directory.name + ".old")
+    if directory.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        directory.rename(old)
+    tmp.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+    return directory
+
+
+def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -> tuple[VisionLanguageModel, MultimodalProcessor]:
+    """Load a directory written by :func:`save_pretrained` (no network, no pretrained sources)."""
+    directory = Path(directory)
+    cfg_path = directory / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path} not found: '{directory}' is not a saved vlrl model")
+    cfg = from_dict(ModelConfig, json.loads(cfg_path.read_text()), origin=str(cfg_path))
+    processor = MultimodalProcessor.from_pretrained(directory)
+    encoder, projector, llm = _build_parts(cfg, processor.tokenizer)
+    model = VisionLanguageModel(encoder, projector, llm, processor.image_token_id, cfg)
+    load_model(model, str(directory / WEIGHTS_NAME), strict=True, device=str(device))
+    return model.to(device), processor

@@ -1,0 +1,128 @@
+"""Batched generation with a KV cache, for mixed text-only / image-text prompts.
+
+The prompt batch is left-padded (``collate_generation``); its images are encoded once, the prompt is
+prefilled once, and for ``num_samples = k`` the prefilled cache is repeated k times, so a prompt's image
+and prompt cost are paid once, not k times. Rows that finish are dropped from the cache at once, so a
+batch with a few long answers does not keep paying for the short ones. A partial response is continued
+simply by including its tokens in the prompt (``processor.encode(sample, partial_ids, add_eos=False)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from processors.collate import Batch
+from vlrl.models.vlm import VisionLanguageModel, position_ids_from_mask
+
+
+@dataclass
+class SamplingParams:
+    """``temperature == 0`` means greedy. ``stop_token_ids`` defaults to the model's EOS."""
+
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    num_samples: int = 1
+    stop_token_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class GenerationOutput:
+    """Row r (of B * k) is sample ``r % k`` of prompt ``prompt_index[r]``.
+
+    Attributes:
+        tokens: generated ids per row, the stop token included when there was one.
+        logprobs: log pi(token) under the model (temperature 1, no top-p) per generated token.
+        finish_reasons: "stop" (a stop token) or "length" (max_new_tokens reached).
+        prompt_index: the prompt row each output row belongs to.
+    """
+
+    tokens: list[list[int]]
+    logprobs: list[list[float]]
+    finish_reasons: list[str]
+    prompt_index: list[int]
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(len(t) for t in self.tokens)
+
+
+def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, V) logits -> (B,) next tokens: argmax if temperature == 0, else nucleus sampling."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    probs = F.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        # keep the smallest prefix whose mass reaches top_p (the first token is always kept)
+        drop = sorted_p.cumsum(-1) - sorted_p >= top_p
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def generate(
+    model: VisionLanguageModel,
+    batch: Batch,
+    params: SamplingParams,
+    eos_token_id: int,
+    generator: torch.Generator | None = None,
+    on_tokens: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+) -> GenerationOutput:
+    """Generate ``params.num_samples`` continuations for each prompt of a left-padded batch.
+
+    Args:
+        batch: from ``collate_generation`` (left padding), on the model's device.
+        on_tokens: called every step with (rows (A,), tokens (A,)) of the still-active rows (streaming).
+    """
+    was_training = model.training
+    model.eval()
+    k, llm = params.num_samples, model.llm
+    stop = torch.tensor(params.stop_token_ids or [eos_token_id], device=batch.input_ids.device)
+    mask = batch.attention_mask
+    pos = position_ids_from_mask(mask)
+    embeds = model.embed(batch.input_ids, batch.pixel_values, batch.image_counts, batch.sample_ids)
+    out = llm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+    cache, logits, next_pos = out.past_key_values, out.logits[:, -1], pos[:, -1] + 1
+    if k > 1:
+        cache.batch_repeat_interleave(k)
+        logits, mask, next_pos = (t.repeat_interleave(k, dim=0) for t in (logits, mask, next_pos))
+    n_rows = logits.shape[0]
+    rows = torch.arange(n_rows, device=logits.device)  # active row -> output row
+    toks = torch.zeros((n_rows, params.max_new_tokens), dtype=torch.long, device=logits.device)
+    lps = torch.zeros((n_rows, params.max_new_tokens), dtype=torch.float32, device=logits.device)
+    lengths = torch.zeros(n_rows, dtype=torch.long, device=logits.device)
+    stopped = torch.zeros(n_rows, dtype=torch.bool, device=logits.device)
+    for step in range(params.max_new_tokens):
+        tok = sample_next(logits, params.temperature, params.top_p, generator)
+        toks[rows, step] = tok
+        lps[rows, step] = F.log_softmax(logits.float(), dim=-1).gather(-1, tok[:, None]).squeeze(-1)
+        lengths[rows] = step + 1
+        if on_tokens is not None:
+            on_tokens(rows, tok)
+        done = torch.isin(tok, stop)
+        stopped[rows[done]] = True
+        keep = (~done).nonzero().squeeze(-1)
+        if keep.numel() == 0 or step == params.max_new_tokens - 1:
+            break
+        if keep.numel() < rows.numel():  # drop finished rows from the cache
+            cache.batch_select_indices(keep)
+            rows, tok, mask, next_pos = rows[keep], tok[keep], mask[keep], next_pos[keep]
+        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+        out = llm(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None],
+                  past_key_values=cache, use_cache=True)
+        logits, next_pos = out.logits[:, -1], next_pos + 1
+    model.train(was_training)
+    lengths_l, toks_l, lps_l = lengths.tolist(), toks.tolist(), lps.tolist()
+    return GenerationOutput(
+        tokens=[toks_l[r][: lengths_l[r]] for r in range(n_rows)],
+        logprobs=[lps_l[r][: lengths_l[r]] for r in range(n_rows)],
+        finish_reasons=["stop" if s else "length" for s in stopped.tolist()],
+        prompt_index=[r // k for r in range(n_rows)],
+    )

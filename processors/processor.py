@@ -148,7 +148,7 @@ class MultimodalProcessor:
         return Encoded(sample.id, prompt_ids + resp_ids, len(prompt_ids), pixels, len(sample.images))
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     # ------------------------------------------------------------------ save / load
     def save_pretrained(self, directory: str | Path) -> None:

@@ -14,6 +14,8 @@ import os
 import sys
 from typing import Callable, Sequence
 
+from vlrl.stages import STAGES
+
 EPILOG = "Config overrides are key=value pairs after the options, e.g. optim.lr=1e-4 steps=50."
 
 
@@ -81,8 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image-size", type=int, default=32, help="image side in pixels (default 32)")
     s.set_defaults(func=_synth)
 
-    _stage(sub, "warmup", "supervised training on responses (long-CoT warm-up SFT)", "vlrl.stages.warmup",
-           "WarmupConfig")
+    _stage(sub, "warmup", "supervised training on responses (long-CoT warm-up SFT)", *STAGES["warmup"])
 
     i = sub.add_parser("infer", help="answer a question about 0..n images with a saved model",
                        description="Answer a question with a saved model; the answer is streamed as it is generated.")

@@ -47,9 +47,12 @@ class Predictor:
     ) -> str:
         """Answer one question; ``stream`` receives text pieces as they are generated."""
         sample = Sample(id="query", question=question, images=list(images))
-        on_tokens = _TextStreamer(self.processor, stream) if stream is not None else None
-        return self.answer_samples([sample], max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                   system_prompt=system_prompt, on_tokens=on_tokens, seed=seed)[0]
+        streamer = _TextStreamer(self.processor, stream) if stream is not None else None
+        text = self.answer_samples([sample], max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                   system_prompt=system_prompt, on_tokens=streamer, seed=seed)[0]
+        if streamer is not None:
+            streamer.finish(text)
+        return text
 
     def answer_samples(self, samples: Sequence[Sample], *, batch_size: int = 32, max_new_tokens: int = 128,
                        temperature: float = 0.0, top_p: float = 1.0, system_prompt: str | None = None,
@@ -83,3 +86,8 @@ class _TextStreamer:
             return
         self.sink(text[len(self.shown):])
         self.shown = text
+
+    def finish(self, text: str) -> None:
+        """Emit what was held back (a trailing incomplete byte sequence decodes as U+FFFD in the end)."""
+        if text.startswith(self.shown) and len(text) > len(self.shown):
+            self.sink(text[len(self.shown):])

@@ -10,6 +10,7 @@ A saved model directory is self-contained and loads with no network access:
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -84,21 +85,19 @@ def _llm_config_dict(llm) -> dict:
 
 
 def save_pretrained(model: VisionLanguageModel, processor: MultimodalProcessor, directory: str | Path) -> Path:
-    """Write weights (safetensors), config and processor to ``directory`` atomically (a crash mid-save
-    leaves the previous checkpoint intact)."""
+    """Write weights (safetensors), config and processor into ``directory``. Everything is written to a
+    scratch folder first and then moved file by file with atomic renames, so a crash mid-save never leaves
+    a half-written file, and other files in ``directory`` (metrics, configs) are left alone."""
     directory = Path(directory)
-    tmp = directory.with_name(directory.name + ".tmp")
+    tmp = directory / ".saving"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     (tmp / CONFIG_NAME).write_text(json.dumps(to_dict(model.config), indent=2))
     save_model(model, str(tmp / WEIGHTS_NAME))
     processor.save_pretrained(tmp)
-    old = directory.with_name(directory.name + ".old")
-    if directory.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        directory.rename(old)
-    tmp.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
+    for f in sorted(tmp.iterdir(), key=lambda p: p.name == CONFIG_NAME):  # the config last: it marks completion
+        os.replace(f, directory / f.name)
+    tmp.rmdir()
     return directory
 
 

@@ -1,0 +1,18 @@
+"""Stages: thin recipes, one per stage. ``STAGES`` maps a stage name to its module and config schema."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vlrl.config import ModelConfig
+
+STAGES: dict[str, tuple[str, str]] = {
+    "warmup": ("vlrl.stages.warmup", "WarmupConfig"),
+}
+
+
+@dataclass
+class ModelFile:
+    """Schema of a model-only YAML (``configs/*/model.yaml``), included by stage configs."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)

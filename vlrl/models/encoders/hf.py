@@ -52,7 +52,22 @@ class HFVisionEncoder(VisionEncoder):
         n_layers = int(vcfg.num_hidden_layers)
         # hidden_states has n_layers + 1 entries (embeddings first); block i's output is entry i + 1
         self.hs_index = resolve_layer(cfg.feature_layer, n_layers, "hf_vision encoder") + 1
+        self._prune()
         self.freeze(cfg.freeze)
+
+    def _prune(self) -> None:
+        """Drop the blocks after the feature layer, the post-norm and the pooling head (CLIP / SigLIP
+        layout): unused parameters waste memory and break DDP's gradient reduction."""
+        vm = getattr(self.model, "vision_model", self.model)
+        layers = getattr(getattr(vm, "encoder", None), "layers", None)
+        if layers is None:
+            return
+        vm.encoder.layers = layers[: self.hs_index]
+        if hasattr(vm, "post_layernorm"):
+            vm.post_layernorm = torch.nn.Identity()
+        if getattr(vm, "use_head", False):
+            vm.use_head = False
+            del vm.head
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         out = self.model(pixel_values=pixel_values, output_hidden_states=True)

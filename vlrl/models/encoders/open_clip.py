@@ -81,6 +81,9 @@ class OpenClipEncoder(VisionEncoder):
         self.num_layers = len(self.tower.transformer.resblocks)
         self.layer = resolve_layer(cfg.feature_layer, self.num_layers, "open_clip encoder")
         self._image_size = int(self.tower.image_size[0])
+        # drop the blocks after the feature layer, the final norm and the pooled head: unused parameters
+        # waste memory and break DDP's gradient reduction
+        self.tower.prune_intermediate_layers([self.layer], prune_norm=True, prune_head=True)
         self.freeze(cfg.freeze)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:

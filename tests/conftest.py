@@ -1,0 +1,35 @@
+"""Shared fixtures: the tiny model built in-process from configs/tiny/model.yaml (nothing downloaded)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+
+from vlrl.config import load_config
+from vlrl.models import build_vlm
+from vlrl.stages import ModelFile
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_MODEL = ROOT / "configs" / "tiny" / "model.yaml"
+
+torch.set_num_threads(2)
+
+
+def tiny_model_config(*overrides: str):
+    return load_config(ModelFile, TINY_MODEL, list(overrides)).model
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """(model, processor) of the embedded default, random init, seed 0."""
+    torch.manual_seed(0)
+    model, processor = build_vlm(tiny_model_config())
+    return model, processor

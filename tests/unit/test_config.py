@@ -1,0 +1,58 @@
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from vlrl.config import ConfigError, ModelConfig, load_config
+from vlrl.stages import STAGES, ModelFile
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Top:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    steps: int = 3
+
+
+def test_yaml_then_overrides(tmp_path):
+    (tmp_path / "base.yaml").write_text("steps: 7\nmodel: {max_length: 99}\n")
+    (tmp_path / "top.yaml").write_text("include: base.yaml\nsteps: 8\n")
+    cfg = load_config(Top, tmp_path / "top.yaml", ["model.encoder.arch={layers: 2}"])
+    assert cfg.steps == 8 and cfg.model.max_length == 99 and cfg.model.encoder.arch == {"layers": 2}
+    assert load_config(Top, tmp_path / "top.yaml", ["steps=1"]).steps == 1
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  encoder:\n    nmae: open_clip\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(Top, bad)
+    assert "nmae" in str(e.value) and str(bad) in str(e.value) and "model.encoder.nmae" in str(e.value)
+
+
+def test_wrong_type_and_bad_override_are_errors():
+    with pytest.raises(ConfigError, match="steps"):
+        load_config(Top, None, ["steps=many"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(Top, None, ["steps"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(Top, "/nonexistent.yaml")
+
+
+def schema_for(path: Path):
+    if path.stem == "model":
+        return ModelFile
+    module, name = STAGES[path.stem]
+    import importlib
+    return getattr(importlib.import_module(module), name)
+
+
+def test_every_yaml_under_configs_loads():
+    files = sorted((ROOT / "configs").rglob("*.yaml"))
+    assert len(files) >= 3
+    for f in files:
+        if "accelerate" in f.parts:
+            continue
+        cfg = load_config(schema_for(f), f)
+        assert cfg is not None, f

@@ -1,0 +1,164 @@
+import pytest
+import torch
+from PIL import Image
+
+from processors import collate_generation, collate_scoring, collate_sft
+from vlrl.data.synth import generate as synth
+from vlrl.models import ImageTokenMismatchError, SamplingParams, build_vlm, generate, load_pretrained, save_pretrained
+from vlrl.models.vlm import position_ids_from_mask
+from vlrl.types import Sample
+
+
+def mixed_samples():
+    """0, 1 and 2 images in one batch."""
+    two = synth("shapes", 2, seed=5)
+    return [
+        synth("arithmetic", 1, seed=3)[0],
+        synth("shapes", 1, seed=4)[0],
+        Sample(id="pair", question="<image> vs <image>: how many shapes in total?",
+               images=[two[0].images[0], two[1].images[0]], response="Answer: 5"),
+    ]
+
+
+def test_forward_backward_on_a_mixed_batch(tiny):
+    model, proc = tiny
+    model.train()
+    model.zero_grad()
+    batch = collate_sft([proc.encode(s, s.response) for s in mixed_samples()], proc.pad_token_id)
+    assert batch.image_counts == [0, 1, 2]
+    loss = model(batch).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    for part in (model.encoder, model.projector, model.llm):
+        grads = [p.grad for p in part.parameters() if p.requires_grad]
+        assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
+    model.zero_grad()
+
+
+def test_image_features_depend_on_their_own_sample(tiny):
+    model, proc = tiny
+    model.eval()
+    samples = mixed_samples()
+    enc = [proc.encode(s, s.response) for s in samples]
+    base = model(collate_sft(enc, proc.pad_token_id)).logits
+    enc[2].pixel_values = enc[2].pixel_values.flip(-1)  # change only sample 2's images
+    changed = model(collate_sft(enc, proc.pad_token_id)).logits
+    assert torch.allclose(base[:2], changed[:2], atol=1e-6)
+    assert not torch.allclose(base[2], changed[2])
+
+
+def test_placeholder_feature_mismatch_names_the_sample(tiny):
+    model, proc = tiny
+    s = synth("shapes", 1)[0]
+    enc = proc.encode(s, s.response)
+    enc.input_ids = enc.input_ids[:3] + enc.input_ids[5:]  # lose two placeholder tokens
+    batch = collate_sft([enc], proc.pad_token_id)
+    with pytest.raises(ImageTokenMismatchError, match=rf"sample '{s.id}': 14 image placeholder.*1 image\(s\) x 16"):
+        model(batch)
+
+
+def test_text_only_batch_still_reaches_vision_parameters(tiny):
+    """Under DDP every rank must reduce the same parameters, images or not."""
+    model, proc = tiny
+    model.train()
+    model.zero_grad()
+    s = synth("arithmetic", 2)
+    model(collate_sft([proc.encode(x, x.response) for x in s], proc.pad_token_id)).loss.backward()
+    assert all(p.grad is not None for p in model.encoder.parameters())
+    assert all(float(p.grad.abs().sum()) == 0.0 for p in model.encoder.parameters())
+    model.zero_grad()
+
+
+def test_save_load_round_trip_gives_identical_logits(tiny, tmp_path):
+    model, proc = tiny
+    model.eval()
+    batch = collate_sft([proc.encode(s, s.response) for s in mixed_samples()], proc.pad_token_id)
+    save_pretrained(model, proc, tmp_path / "m")
+    again, proc2 = load_pretrained(tmp_path / "m")
+    again.eval()
+    assert torch.equal(model(batch).logits, again(batch).logits)
+    assert proc2.tokenizer.get_vocab() == proc.tokenizer.get_vocab()
+    assert not (tmp_path / "m" / ".saving").exists()
+
+
+def reference_greedy(model, enc, eos, max_new):
+    """No cache: re-run the full sequence for every new token."""
+    ids = list(enc.input_ids)
+    new = []
+    for _ in range(max_new):
+        b = collate_generation([type(enc)(enc.sample_id, ids, len(ids), enc.pixel_values, enc.num_images)], 0)
+        logits = model(b).logits[0, -1]
+        tok = int(logits.argmax())
+        new.append(tok)
+        ids.append(tok)
+        if tok == eos:
+            break
+    return new
+
+
+def test_kv_cache_greedy_equals_no_cache_reference(tiny):
+    model, proc = tiny
+    model.eval()
+    samples = mixed_samples()
+    enc = [proc.encode(s) for s in samples]
+    out = generate(model, collate_generation(enc, proc.pad_token_id), SamplingParams(max_new_tokens=12),
+                   proc.eos_token_id)
+    for e, toks in zip(enc, out.tokens):
+        assert toks == reference_greedy(model, e, proc.eos_token_id, 12)
+
+
+def test_k_samples_share_one_prefill_and_sampling_is_seeded(tiny):
+    model, proc = tiny
+    enc = [proc.encode(s) for s in mixed_samples()[:2]]
+    batch = collate_generation(enc, proc.pad_token_id)
+    greedy = generate(model, batch, SamplingParams(max_new_tokens=6, num_samples=3), proc.eos_token_id)
+    assert greedy.prompt_index == [0, 0, 0, 1, 1, 1]
+    assert greedy.tokens[0] == greedy.tokens[1] == greedy.tokens[2]
+    p = SamplingParams(max_new_tokens=6, num_samples=4, temperature=1.0, top_p=0.9)
+    a = generate(model, batch, p, proc.eos_token_id, torch.Generator().manual_seed(1))
+    b = generate(model, batch, p, proc.eos_token_id, torch.Generator().manual_seed(1))
+    assert a.tokens == b.tokens and len({tuple(t) for t in a.tokens[:4]}) > 1
+    assert all(r in ("stop", "length") for r in a.finish_reasons)
+
+
+def test_generation_stops_on_eos_and_continues_a_partial_response(tiny):
+    model, proc = tiny
+    model.eval()
+    s = synth("shapes", 1)[0]
+    # force EOS as the most likely first token: the row must stop after 1 token
+    bias = torch.zeros(model.llm.lm_head.weight.shape[0])
+    bias[proc.eos_token_id] = 1e4
+    model.llm.lm_head.bias = torch.nn.Parameter(bias)
+    try:
+        out = generate(model, collate_generation([proc.encode(s)], proc.pad_token_id), SamplingParams(max_new_tokens=5),
+                       proc.eos_token_id)
+        assert out.tokens == [[proc.eos_token_id]] and out.finish_reasons == ["stop"]
+    finally:
+        model.llm.lm_head.bias = None
+    partial = proc.tokenize("Answer:")
+    full = generate(model, collate_generation([proc.encode(s)], proc.pad_token_id),
+                    SamplingParams(max_new_tokens=8), proc.eos_token_id, ).tokens[0]
+    cont = generate(model, collate_generation([proc.encode(s, partial, add_eos=False)], proc.pad_token_id),
+                    SamplingParams(max_new_tokens=3), proc.eos_token_id).tokens[0]
+    ref = reference_greedy(model, proc.encode(s, partial, add_eos=False), proc.eos_token_id, 3)
+    assert cont == ref and full is not None
+
+
+def test_response_logprobs_match_a_manual_computation(tiny):
+    model, proc = tiny
+    model.eval()
+    samples = mixed_samples()
+    batch = collate_scoring([proc.encode(s, s.response) for s in samples], proc.pad_token_id)
+    logp, ent = model.response_logprobs(batch, with_entropy=True)
+    logits = model(batch).logits.float()
+    for i in range(len(samples)):
+        pos = batch.response_mask[i, 1:].nonzero().squeeze(-1)  # predicting token pos+1
+        manual = torch.log_softmax(logits[i, pos], -1).gather(-1, batch.input_ids[i, pos + 1, None]).squeeze(-1)
+        assert torch.allclose(logp[i, pos], manual, atol=1e-5)
+        assert logp[i][~batch.response_mask[i, 1:]].abs().sum() == 0
+        assert (ent[i, pos] > 0).all()
+
+
+def test_position_ids_ignore_left_padding():
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    assert position_ids_from_mask(mask).tolist() == [[0, 0, 0, 1, 2], [0, 1, 2, 3, 4]]

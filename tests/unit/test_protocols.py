@@ -48,3 +48,43 @@ def test_pixel_shuffle_reduces_tokens_and_keeps_neighbours_together():
     merged = proj(torch.arange(16.0).view(1, 16, 1))  # 4x4 grid, row-major
     assert merged[0, 0].tolist() == [0, 1, 4, 5]
     assert merged[0, 3].tolist() == [10, 11, 14, 15]
+
+
+def test_losses_and_rewards_registries_honour_their_protocols():
+    from vlrl.algos import LOSSES, LossOutput
+    from vlrl.rewards import REWARDS, RewardResult
+    from vlrl.types import Sample
+
+    assert "sft" in LOSSES.keys() and "exact_match" in REWARDS.keys()
+    out = LOSSES.build("sft", logits=torch.zeros(1, 3, 5), labels=torch.tensor([[-100, 2, 4]]))
+    assert isinstance(out, LossOutput) and out.loss.ndim == 0
+    s = Sample(id="s", question="q", answer="4")
+    for name in REWARDS.keys():
+        r = REWARDS.build(name, "so... Answer: 4", s)
+        assert isinstance(r, RewardResult) and isinstance(r.reward, float)
+
+
+def test_sft_loss_by_hand():
+    import math
+    from vlrl.algos import LOSSES
+    # uniform logits over V=4: every labelled token costs log 4; two labelled targets -> mean log 4
+    out = LOSSES.build("sft", logits=torch.zeros(1, 3, 4), labels=torch.tensor([[-100, 1, 3]]))
+    assert abs(out.loss.item() - math.log(4)) < 1e-6 and out.metrics["tokens"] == 2
+    # a confident correct prediction at the one labelled position: logit 10 on the target, 0 elsewhere
+    logits = torch.zeros(1, 2, 3)
+    logits[0, 0, 2] = 10.0
+    out = LOSSES.build("sft", logits=logits, labels=torch.tensor([[-100, 2]]))
+    expected = -(10 - math.log(math.exp(10) + 2))
+    assert abs(out.loss.item() - expected) < 1e-6
+
+
+def test_unknown_encoder_and_projector_errors_list_known_keys():
+    import pytest
+    from tests.conftest import tiny_model_config
+    from vlrl.models import build_vlm
+    from vlrl.registry import RegistryError
+
+    with pytest.raises(RegistryError, match="unknown encoder 'clip_vit'.*hf_vision, open_clip"):
+        build_vlm(tiny_model_config("model.encoder.name=clip_vit"))
+    with pytest.raises(RegistryError, match="unknown projector 'qformer'.*linear, mlp, pixel_shuffle"):
+        build_vlm(tiny_model_config("model.projector.name=qformer"))

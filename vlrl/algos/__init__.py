@@ -1,0 +1,6 @@
+"""Losses and pure math. LOSSES maps a name to a pure tensor function returning (loss, metrics)."""
+
+from vlrl.algos.base import LOSSES, LossFn, LossOutput
+from vlrl.algos import sft as _sft  # noqa: F401  (registers "sft")
+
+__all__ = ["LOSSES", "LossFn", "LossOutput"]

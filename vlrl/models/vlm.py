@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from processors.collate import Batch
+from vlrl.algos.sft import sft_loss
 from vlrl.config import ModelConfig
 
 
@@ -99,9 +100,7 @@ class VisionLanguageModel(nn.Module):
         out = self.llm(inputs_embeds=embeds, attention_mask=batch.attention_mask,
                        position_ids=position_ids_from_mask(batch.attention_mask), use_cache=False, **llm_kwargs)
         if batch.labels is not None:
-            logits = out.logits[:, :-1].float()  # (B, T-1, V) predicts token t+1
-            out.loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.labels[:, 1:].reshape(-1),
-                                       ignore_index=-100)
+            out.loss = sft_loss(out.logits, batch.labels).loss
         return out
 
     def response_logprobs(self, batch: Batch, with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:

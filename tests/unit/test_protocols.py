@@ -55,12 +55,12 @@ def test_losses_and_rewards_registries_honour_their_protocols():
     from vlrl.rewards import REWARDS, RewardResult
     from vlrl.types import Sample
 
-    assert "sft" in LOSSES.keys() and "exact_match" in REWARDS.keys()
+    assert "sft" in LOSSES.keys() and {"exact_match", "math"} <= set(REWARDS.keys())
     out = LOSSES.build("sft", logits=torch.zeros(1, 3, 5), labels=torch.tensor([[-100, 2, 4]]))
     assert isinstance(out, LossOutput) and out.loss.ndim == 0
     s = Sample(id="s", question="q", answer="4")
     for name in REWARDS.keys():
-        r = REWARDS.build(name, "so... Answer: 4", s)
+        r = REWARDS.build(name)("so... Answer: 4", s)
         assert isinstance(r, RewardResult) and isinstance(r.reward, float)
 
 

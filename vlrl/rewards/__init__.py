@@ -1,6 +1,8 @@
-"""Rewards. REWARDS maps a name to a reward function (response text, sample) -> RewardResult."""
+"""Rewards. ``REWARDS.build(name, **kwargs)`` gives a function (response text, sample) -> RewardResult."""
 
-from vlrl.rewards.base import REWARDS, RewardFn, RewardResult
+from vlrl.rewards.base import REWARDS, RewardBuilder, RewardFn, RewardResult
 from vlrl.rewards import match as _match  # noqa: F401  (registers "exact_match")
+from vlrl.rewards import verify as _verify  # noqa: F401  (registers "math")
+from vlrl.rewards.verify import AnswerVerifier
 
-__all__ = ["REWARDS", "RewardFn", "RewardResult"]
+__all__ = ["REWARDS", "AnswerVerifier", "RewardBuilder", "RewardFn", "RewardResult"]

@@ -1,8 +1,9 @@
 """The REWARDS registry and its protocol.
 
-A reward function scores one response to one sample. It returns a :class:`RewardResult` whose ``reward`` is
-a float (1.0 / 0.0 for verifiable answers) and ``error`` says why it could not score (a failure is counted
-and reported by the caller, never silently turned into 0).
+A REWARDS entry is a *builder*: ``REWARDS.build(name, **kwargs)`` returns a reward function
+``fn(response: str, sample) -> RewardResult``. ``reward`` is a float (1.0 / 0.0 for verifiable answers);
+``error`` says why the function could not decide (a verifier timeout or crash): the caller counts and
+reports it, it is never silently turned into a plain 0.
 """
 
 from __future__ import annotations
@@ -24,4 +25,8 @@ class RewardFn(Protocol):
     def __call__(self, response: str, sample: Any) -> RewardResult: ...
 
 
-REWARDS: Registry[RewardFn] = Registry("reward", "vlrl.rewards")
+class RewardBuilder(Protocol):
+    def __call__(self, **kwargs: Any) -> RewardFn: ...
+
+
+REWARDS: Registry[RewardBuilder] = Registry("reward", "vlrl.rewards")

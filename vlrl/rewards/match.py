@@ -1,4 +1,5 @@
-"""``exact_match``: the extracted final answer equals the reference after normalisation."""
+"""``exact_match``: the extracted final answer equals the reference after normalisation (no numbers, no
+symbols: for string answers such as colours or names)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,22 @@ from typing import Any
 
 from vlrl.rewards.base import REWARDS, RewardResult
 from vlrl.rewards.extract import extract_answer
+from vlrl.rewards.verify import normalize
 
 
-def normalize(text: str) -> str:
-    """Lower-case, collapse whitespace, drop trailing punctuation and surrounding $...$."""
-    t = " ".join(text.strip().lower().split())
-    return t.strip("$").rstrip(".!").strip()
+class ExactMatch:
+    def __init__(self, pattern: str | None = None) -> None:
+        self.pattern = pattern
+
+    def __call__(self, response: str, sample: Any) -> RewardResult:
+        if sample.answer is None:
+            return RewardResult(0.0, error=f"sample '{sample.id}' has no reference answer")
+        got = extract_answer(response, self.pattern)
+        if got is None:
+            return RewardResult(0.0, None)
+        return RewardResult(float(normalize(got) == normalize(sample.answer)), got)
 
 
 @REWARDS.register("exact_match")
-def exact_match(response: str, sample: Any) -> RewardResult:
-    if sample.answer is None:
-        return RewardResult(0.0, error=f"sample '{sample.id}' has no reference answer")
-    got = extract_answer(response)
-    if got is None:
-        return RewardResult(0.0, None)
-    return RewardResult(float(normalize(got) == normalize(sample.answer)), got)
+def build_exact_match(**kwargs: Any) -> ExactMatch:
+    return ExactMatch(**kwargs)

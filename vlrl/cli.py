@@ -2,6 +2,7 @@
 
     vlrl data synth --task shapes --n 200 --out data/shapes     synthetic data (JSONL + PNG)
     vlrl warmup --config configs/tiny/warmup.yaml [k=v ...]     supervised (long-CoT warm-up) training
+    vlrl eval --model DIR --data SRC [--n 8 --temperature 1]    pass@k / maj@k per modality, difficulty
     vlrl infer --model DIR --image x.png --question "..."       answer a question (streamed)
     vlrl encoders list                                          registered encoders (plugins included)
     vlrl projectors list                                        registered projectors
@@ -54,6 +55,19 @@ def _infer(a: argparse.Namespace) -> None:
     print() if stream else print(text)
 
 
+def _eval(a: argparse.Namespace) -> None:
+    from vlrl.config import load_config
+    from vlrl.stages.evaluate import EvalConfig, main
+
+    cfg = load_config(EvalConfig, a.config, a.overrides)
+    for flag, attr in (("model", "model"), ("data", "sources"), ("exclude_ids_from", "exclude_ids_from"),
+                       ("n", "n"), ("temperature", "temperature"), ("max_new_tokens", "max_new_tokens"),
+                       ("out", "output_dir"), ("batch_size", "batch_size")):
+        if getattr(a, flag) not in (None, []):
+            setattr(cfg, attr, getattr(a, flag))
+    main(cfg)
+
+
 def _list(registry_path: str) -> Callable[[argparse.Namespace], None]:
     def run(_: argparse.Namespace) -> None:
         import importlib
@@ -99,6 +113,23 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     i.add_argument("--no-stream", action="store_true", help="print the answer only when complete")
     i.set_defaults(func=_infer)
+
+    e = sub.add_parser("eval", help="evaluate a model: pass@k, maj@k, accuracy per modality/domain/difficulty",
+                       description="Evaluate a saved model on held-out data; writes eval.json, eval.md, eval.png "
+                                   "and records.jsonl.", epilog=EPILOG)
+    e.add_argument("--model", help="saved model directory")
+    e.add_argument("--data", action="append", default=[], help="data source (JSONL, dataset dir or synth:TASK?n=..); "
+                                                                "repeatable")
+    e.add_argument("--exclude-ids-from", action="append", default=[],
+                   help="training source; an evaluation id found there is an error (repeatable)")
+    e.add_argument("--n", type=int, help="responses per prompt (default 1; n > 1 needs --temperature > 0)")
+    e.add_argument("--temperature", type=float, help="0 = greedy (default)")
+    e.add_argument("--max-new-tokens", type=int)
+    e.add_argument("--batch-size", type=int)
+    e.add_argument("--out", help="output directory (default runs/eval)")
+    e.add_argument("--config", default=None, help="optional YAML (EvalConfig); flags override it")
+    e.add_argument("overrides", nargs="*", help="key=value config overrides")
+    e.set_defaults(func=_eval)
 
     for name, path in (("encoders", "vlrl.models.encoders:ENCODERS"), ("projectors", "vlrl.models.projectors:PROJECTORS")):
         reg = sub.add_parser(name, help=f"registered {name}").add_subparsers(dest=f"{name}_command", required=True)

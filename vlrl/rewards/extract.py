@@ -33,5 +33,6 @@ def extract_answer(text: str, pattern: str | None = None) -> str | None:
     found = _ANSWER.findall(text)
     if not found:
         return None
-    ans = found[-1].strip().splitlines()[0].strip()
-    return ans.rstrip(".").strip() or None
+    lines = found[-1].strip().splitlines()
+    ans = lines[0].strip().rstrip(".").strip() if lines else ""
+    return ans or None

@@ -1,0 +1,43 @@
+import json
+
+import pytest
+
+from tests.conftest import tiny_model_config
+from vlrl.models import build_vlm, save_pretrained
+from vlrl.stages.evaluate import EvalConfig, main
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("m")
+    model, proc = build_vlm(tiny_model_config())
+    save_pretrained(model, proc, d)
+    return d
+
+
+def test_eval_writes_every_breakdown(model_dir, tmp_path):
+    cfg = EvalConfig(model=str(model_dir), n=4, temperature=1.0, max_new_tokens=8, ks=[1, 2, 4],
+                     sources=["synth:shapes?n=6&seed=50&levels=1-2", "synth:text_rendered?n=3&seed=50&levels=1",
+                              "synth:arithmetic?n=3&seed=50&levels=4"], output_dir=str(tmp_path))
+    result = main(cfg)
+    for key in ("overall", "by_modality", "by_domain", "by_difficulty", "modality_gap"):
+        assert key in result
+    assert set(result["by_modality"]) == {"image", "text", "text_rendered"}
+    assert result["modality_gap"]["pairs"] == 3
+    o = result["overall"]
+    assert o["prompts"] == 15 and o["responses"] == 60
+    for k in ("pass@1", "pass@2", "pass@4", "maj@2", "maj@4", "mean_tokens", "p95_tokens"):
+        assert k in o
+    assert o["p95_tokens"] <= 8
+    for f in ("eval.json", "eval.md", "eval.png", "records.jsonl", "config.yaml"):
+        assert (tmp_path / f).exists()
+    rows = [json.loads(x) for x in (tmp_path / "records.jsonl").read_text().splitlines()]
+    assert len(rows) == 15 and all(len(r["responses"]) == 4 for r in rows)
+    assert "modality=text_rendered" in (tmp_path / "eval.md").read_text()
+
+
+def test_eval_refuses_overlap_with_training_ids(model_dir, tmp_path):
+    cfg = EvalConfig(model=str(model_dir), sources=["synth:shapes?n=4&seed=1"],
+                     exclude_ids_from=["synth:shapes?n=10&seed=1"], output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="also appear in the training data"):
+        main(cfg)

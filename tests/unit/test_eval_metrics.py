@@ -1,0 +1,44 @@
+import pytest
+
+from vlrl.eval import PromptRecord, full_report, majority_correct, modality_gap, pass_at_k, summarize
+
+
+def test_pass_at_k_by_hand():
+    # n=4, c=1, k=2: 1 - C(3,2)/C(4,2) = 1 - 3/6 = 0.5
+    assert pass_at_k(4, 1, 2) == pytest.approx(0.5)
+    # n=5, c=2, k=3: 1 - C(3,3)/C(5,3) = 1 - 1/10 = 0.9
+    assert pass_at_k(5, 2, 3) == pytest.approx(0.9)
+    # k=1 is the fraction correct; all wrong is 0; too few wrong to fill k is 1
+    assert pass_at_k(8, 3, 1) == pytest.approx(3 / 8)
+    assert pass_at_k(8, 0, 4) == 0.0 and pass_at_k(4, 3, 2) == 1.0
+    with pytest.raises(ValueError):
+        pass_at_k(3, 1, 4)
+
+
+def test_majority_vote():
+    # "5" gets 2 votes, "4" 1 vote: the majority answer 5 is wrong
+    assert majority_correct(["5", "4", "5", None], [False, True, False, False], 4) is False
+    # only the first k vote: among the first 2, a tie 4 vs 5 goes to the earliest ("4", correct)
+    assert majority_correct(["4", "5", "5", "5"], [True, False, False, False], 2) is True
+    assert majority_correct([None, None], [False, False], 2) is False
+
+
+def rec(i, modality, correct, lengths=None, answers=None, pair=None, difficulty=1):
+    return PromptRecord(id=str(i), modality=modality, domain="d", difficulty=difficulty, pair_id=pair,
+                        correct=correct, answers=answers or ["1"] * len(correct),
+                        lengths=lengths or [10] * len(correct), errors=[None] * len(correct))
+
+
+def test_summary_and_breakdowns_by_hand():
+    records = [rec(0, "text", [True, False], lengths=[10, 20], pair="p"),
+               rec(1, "text_rendered", [False, False], lengths=[30, 40], pair="p", difficulty=2),
+               rec(2, "image", [True, True], lengths=[5, 5])]
+    s = summarize(records, ks=[1, 2])
+    # pass@1 = mean(0.5, 0, 1) = 0.5; pass@2 = mean(1, 0, 1) = 2/3; mean tokens = 110 / 6
+    assert s["pass@1"] == pytest.approx(0.5) and s["pass@2"] == pytest.approx(2 / 3)
+    assert s["mean_tokens"] == pytest.approx(110 / 6) and s["prompts"] == 3 and s["responses"] == 6
+    rep = full_report(records, ks=[1, 2])
+    assert set(rep["by_modality"]) == {"text", "text_rendered", "image"}
+    assert set(rep["by_difficulty"]) == {"1", "2"}
+    gap = modality_gap(records)
+    assert gap == {"pairs": 1, "text_pass@1": 0.5, "rendered_pass@1": 0.0, "gap": 0.5}

@@ -63,10 +63,11 @@ def test_arithmetic_answers_evaluate_correctly():
 
 def test_word_problem_by_hand():
     import random
-    text, value = word_problem(random.Random(0), steps=3)
+    text, value, structure = word_problem(random.Random(0), steps=3)
     nums = [int(x) for x in re.findall(r"\d+", text)]
     start, more, given, times = nums
     assert value == (start + more - given) * times
+    assert structure["ops"] == [["+", more], ["-", given], ["*", times]]
 
 
 def test_text_rendered_pairs_link_the_same_problem():
@@ -100,3 +101,33 @@ def test_corpus_covers_every_task():
     texts = corpus(n_per_task=20)
     assert any("circle" in t for t in texts) and any("What is" in t for t in texts)
     assert any("Solve the problem" in t for t in texts)
+
+
+@pytest.mark.parametrize("style", ["direct", "short", "long"])
+def test_every_programmatic_trace_verifies_correct(style):
+    from vlrl.rewards import AnswerVerifier
+    v = AnswerVerifier(symbolic=False)
+    for task in ("shapes", "arithmetic", "text_rendered"):
+        for s in generate(task, 150, seed=7, style=style, slip=0.5):
+            r = v(s.response, s)
+            assert r.reward == 1.0, (s.question, s.response)
+            assert s.response.lower().count("answer") == 1  # only the final line names the answer
+
+
+def test_long_traces_show_the_four_behaviours():
+    samples = [s for t in ("shapes", "arithmetic", "text_rendered") for s in generate(t, 60, seed=3, style="long",
+                                                                                      slip=0.3)]
+    text = [s.response for s in samples]
+    assert all(r.startswith(("Plan:", "Reading the image")) for r in text)          # planning
+    assert sum("Check:" in r for r in text) / len(text) > 0.9                        # evaluation
+    assert sum("Another way" in r for r in text) / len(text) > 0.8                   # exploration
+    slips = sum("Wait" in r for r in text) / len(text)                               # reflection
+    assert 0.15 < slips < 0.45
+    assert all("Wait" not in s.response for s in generate("shapes", 30, seed=3, style="long", slip=0.0))
+
+
+def test_response_lengths_grow_with_style():
+    import statistics
+    lens = {st: statistics.mean(len(s.response) for s in generate("shapes", 50, seed=1, style=st))
+            for st in ("direct", "short", "long")}
+    assert lens["direct"] < lens["short"] < lens["long"]

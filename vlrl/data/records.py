@@ -123,12 +123,14 @@ def _rows_dataset(path: Path) -> Iterable[tuple[str, Any, str]]:
 
 
 def parse_synth_spec(spec: str) -> tuple[str, dict]:
-    """'synth:shapes?n=100&seed=1&levels=1-3' -> ('shapes', {...})."""
+    """'synth:shapes?n=100&seed=1&levels=1-3&style=long&slip=0.2' -> ('shapes', {...})."""
     task, _, query = spec.removeprefix("synth:").partition("?")
     kw: dict[str, Any] = dict(parse_qsl(query))
     for key in ("n", "seed", "image_size"):
         if key in kw:
             kw[key] = int(kw[key])
+    if "slip" in kw:
+        kw["slip"] = float(kw["slip"])
     return task, kw
 
 

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 from tqdm import tqdm
 
+from vlrl.data.synth.cot import with_responses
 from vlrl.data.synth.arithmetic import generate_arithmetic, generate_text_rendered
 from vlrl.data.synth.shapes import generate_shapes
 from vlrl.types import Sample
@@ -45,18 +46,23 @@ def parse_levels(spec: str | int | Sequence[int] | None) -> tuple[int, ...]:
     return levels
 
 
-def generate(task: str, n: int, seed: int = 0, levels: str | Sequence[int] | None = None, **kwargs) -> list[Sample]:
+def generate(task: str, n: int, seed: int = 0, levels: str | Sequence[int] | None = None, style: str = "direct",
+             slip: float = 0.0, **kwargs) -> list[Sample]:
+    """``n`` samples of ``task``; ``response`` in ``style`` (direct | short | long, see ``cot.py``), with a
+    deliberate caught mistake in a ``slip`` fraction of long responses."""
     if task not in TASKS:
         raise ValueError(f"unknown synthetic task '{task}'. Known tasks: {', '.join(sorted(TASKS))}")
-    return TASKS[task](n, seed=seed, levels=parse_levels(levels), **kwargs)
+    samples = TASKS[task](n, seed=seed, levels=parse_levels(levels), **kwargs)
+    return with_responses(samples, style, slip, seed)
 
 
 def corpus(n_per_task: int = 300, seed: int = 12345) -> list[str]:
     """Texts to train the embedded default's tokenizer on: questions, responses and captions of every task."""
     texts: list[str] = []
     for task in sorted(TASKS):
-        for s in generate(task, n_per_task, seed=seed):
-            texts += [s.question or "", s.response or "", s.meta.get("caption", "")]
+        for style in ("direct", "long"):
+            for s in generate(task, n_per_task, seed=seed, style=style, slip=0.5):
+                texts += [s.question or "", s.response or "", s.meta.get("caption", "")]
     return [t for t in texts if t]
 
 

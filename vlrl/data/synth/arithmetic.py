@@ -46,18 +46,21 @@ def expression(rng: random.Random, level: int) -> tuple[str, int]:
     return f"{a} * {b} - {c} * {d}", a * b - c * d
 
 
-def word_problem(rng: random.Random, steps: int) -> tuple[str, int]:
-    """A word problem with ``steps`` operations (2 or 3); returns (text, answer)."""
+def word_problem(rng: random.Random, steps: int) -> tuple[str, int, dict]:
+    """A word problem with ``steps`` operations (2 or 3); returns (text, answer, structure) where structure
+    is {name, item, start, ops: [[op, operand], ...]} for chain-of-thought generation."""
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     start, more = rng.randint(2, 9), rng.randint(2, 9)
     given = rng.randint(1, start + more)
     text = f"{name} has {start} {item}. {name} gets {more} more and gives away {given}."
-    value = start + more - given
+    value, ops = start + more - given, [["+", more], ["-", given]]
     if steps >= 3:
         times = rng.randint(2, 3)
         text += f" Then the number of {item} is multiplied by {times}."
         value *= times
-    return f"{text} How many {item} does {name} have now?", value
+        ops.append(["*", times])
+    structure = {"name": name, "item": item, "start": start, "ops": ops}
+    return f"{text} How many {item} does {name} have now?", value, structure
 
 
 def generate_arithmetic(n: int, seed: int = 0, levels: tuple[int, ...] = (1, 2, 3, 4, 5)) -> list[Sample]:
@@ -67,14 +70,13 @@ def generate_arithmetic(n: int, seed: int = 0, levels: tuple[int, ...] = (1, 2, 
     for i in range(n):
         level = levels[i % len(levels)]
         if level >= 4 and rng.random() < 0.5:
-            question, answer = word_problem(rng, steps=level - 2)
-            kind = "word"
+            question, answer, structure = word_problem(rng, steps=level - 2)
+            meta = {"task": "arithmetic", "kind": "word", "word": structure}
         else:
             expr, answer = expression(rng, level)
-            question, kind = f"What is {expr}?", "expression"
+            question, meta = f"What is {expr}?", {"task": "arithmetic", "kind": "expression", "expression": expr}
         out.append(Sample(id=f"arithmetic-{seed}-{i}", question=question, answer=str(answer),
-                          response=f"Answer: {answer}", domain="arithmetic", difficulty=level,
-                          meta={"task": "arithmetic", "kind": kind}))
+                          response=f"Answer: {answer}", domain="arithmetic", difficulty=level, meta=meta))
     return out
 
 

@@ -82,31 +82,35 @@ def _plural(shape: str) -> str:
     return shape + "s"
 
 
-def ask(rng: random.Random, scene: list[Obj], level: int) -> tuple[str, int, str]:
-    """(question, answer, question type) for a scene at a difficulty level."""
+def ask(rng: random.Random, scene: list[Obj], level: int) -> tuple[str, int, str, dict]:
+    """(question, answer, question type, question parameters) for a scene at a difficulty level."""
     color, shape = rng.choice(list(COLORS)), rng.choice(SHAPES)
     if level == 1:
-        return "How many shapes are there?", len(scene), "count"
+        return "How many shapes are there?", len(scene), "count", {}
     if level == 2:
         if rng.random() < 0.5:
-            return f"How many {color} shapes are there?", _count(scene, color=color), "count_color"
-        return f"How many {_plural(shape)} are there?", _count(scene, shape=shape), "count_shape"
+            return f"How many {color} shapes are there?", _count(scene, color=color), "count_color", {"color": color}
+        return f"How many {_plural(shape)} are there?", _count(scene, shape=shape), "count_shape", {"shape": shape}
     if level == 3:
-        return f"How many {color} {_plural(shape)} are there?", _count(scene, color, shape), "count_color_shape"
+        return (f"How many {color} {_plural(shape)} are there?", _count(scene, color, shape), "count_color_shape",
+                {"color": color, "shape": shape})
     if level == 4:
         unique = [o for o in scene if _count(scene, o.color, o.shape) == 1]
         if unique and rng.random() < 0.5:
             ref = rng.choice(unique)
+            params = {"color": ref.color, "shape": ref.shape}
             if rng.random() < 0.5:
-                return (f"How many shapes are left of the {ref.name()}?",
-                        sum(o.col < ref.col for o in scene), "left_of")
-            return f"How many shapes are above the {ref.name()}?", sum(o.row < ref.row for o in scene), "above"
+                return (f"How many shapes are left of the {ref.name()}?", sum(o.col < ref.col for o in scene),
+                        "left_of", params)
+            return (f"How many shapes are above the {ref.name()}?", sum(o.row < ref.row for o in scene),
+                    "above", params)
         a, b = rng.sample(SHAPES, 2)
         diff = abs(_count(scene, shape=a) - _count(scene, shape=b))
         return (f"What is the difference between the number of {_plural(a)} and the number of {_plural(b)}?",
-                diff, "difference")
+                diff, "difference", {"a": a, "b": b})
     total = _count(scene, color=color) + _count(scene, shape=shape)
-    return (f"What is the number of {color} shapes plus the number of {_plural(shape)}?", total, "sum_counts")
+    return (f"What is the number of {color} shapes plus the number of {_plural(shape)}?", total, "sum_counts",
+            {"color": color, "shape": shape})
 
 
 def generate_shapes(n: int, seed: int = 0, levels: tuple[int, ...] = (1, 2, 3, 4, 5), image_size: int = 32,
@@ -117,11 +121,11 @@ def generate_shapes(n: int, seed: int = 0, levels: tuple[int, ...] = (1, 2, 3, 4
     for i in range(n):
         level = levels[i % len(levels)]
         scene = make_scene(rng, level, grid)
-        question, answer, qtype = ask(rng, scene, level)
+        question, answer, qtype, params = ask(rng, scene, level)
         out.append(Sample(
             id=f"shapes-{seed}-{i}", question=question, images=[render_scene(scene, image_size, grid)],
             answer=str(answer), response=f"Answer: {answer}", domain="counting", difficulty=level,
-            meta={"task": "shapes", "qtype": qtype, "grid": grid, "scene": [asdict(o) for o in scene],
+            meta={"task": "shapes", "qtype": qtype, "params": params, "grid": grid, "scene": [asdict(o) for o in scene],
                   "caption": caption(scene, grid)},
         ))
     return out

@@ -1,7 +1,9 @@
 """The ``vlrl`` command line.
 
     vlrl data synth --task shapes --n 200 --out data/shapes     synthetic data (JSONL + PNG)
+    vlrl align --config configs/tiny/align.yaml [k=v ...]       image-description alignment (freezing schedule)
     vlrl warmup --config configs/tiny/warmup.yaml [k=v ...]     supervised (long-CoT warm-up) training
+    vlrl warmup-data --synth shapes --n 1000 --out D            verified long-CoT traces (or --model: rejection sampling)
     vlrl eval --model DIR --data SRC [--n 8 --temperature 1]    pass@k / maj@k per modality, difficulty
     vlrl infer --model DIR --image x.png --question "..."       answer a question (streamed)
     vlrl encoders list                                          registered encoders (plugins included)
@@ -68,6 +70,39 @@ def _eval(a: argparse.Namespace) -> None:
     main(cfg)
 
 
+def _warmup_data(a: argparse.Namespace) -> None:
+    import json
+    from pathlib import Path
+
+    from vlrl.data import LoadReport, load_samples
+    from vlrl.data import warmup_data as wd
+    from vlrl.data.synth import write_dataset
+
+    if bool(a.synth) == bool(a.model):
+        raise ValueError("warmup-data: give either --synth TASK (programmatic traces) or --model DIR --data SRC "
+                         "(rejection sampling)")
+    if a.synth:
+        samples = [s for t in a.synth for s in wd.programmatic(t, a.n, a.seed, a.levels, a.style, a.slip)]
+        print(f"{len(samples)} programmatic '{a.style}' traces, all verified")
+    else:
+        from vlrl.models import load_pretrained
+
+        if not a.data:
+            raise ValueError("warmup-data: --model needs at least one --data source")
+        report = LoadReport()
+        prompts = [s for src in a.data for s in load_samples(src, "skip", report)]
+        print(f"[data] {report.summary()}")
+        model, processor = load_pretrained(a.model)
+        samples, rates = wd.rejection_sample(model, processor, prompts, a.samples, a.temperature,
+                                             max_new_tokens=a.max_new_tokens, keep=a.keep)
+        Path(a.out).mkdir(parents=True, exist_ok=True)
+        (Path(a.out) / "pass_rates.json").write_text(json.dumps(rates, indent=1))
+        solved = sum(r > 0 for r in rates.values())
+        print(f"kept {len(samples)} verified responses; {solved}/{len(rates)} prompts solved at least once; "
+              f"mean pass rate {sum(rates.values()) / max(1, len(rates)):.3f}")
+    print(f"wrote {write_dataset(samples, a.out)}")
+
+
 def _list(registry_path: str) -> Callable[[argparse.Namespace], None]:
     def run(_: argparse.Namespace) -> None:
         import importlib
@@ -94,9 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output directory (data.jsonl + images/)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--levels", default="1-5", help="difficulty levels, e.g. '1-3' or '2,4' (default 1-5)")
-    s.add_argument("--image-size", type=int, default=32, help="image side in pixels (default 32)")
+    s.add_argument("--image-size", type=int, default=48, help="image side in pixels (default 48)")
     s.set_defaults(func=_synth)
 
+    _stage(sub, "align", "vision-language alignment on image descriptions (freezing schedule)", *STAGES["align"])
     _stage(sub, "warmup", "supervised training on responses (long-CoT warm-up SFT)", *STAGES["warmup"])
 
     i = sub.add_parser("infer", help="answer a question about 0..n images with a saved model",
@@ -113,6 +149,26 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     i.add_argument("--no-stream", action="store_true", help="print the answer only when complete")
     i.set_defaults(func=_infer)
+
+    w = sub.add_parser("warmup-data", help="build verified long-CoT warm-up data (programmatic or rejection sampling)",
+                       description="Programmatic: vlrl warmup-data --synth shapes --n 1000 --out D. Rejection "
+                                   "sampling: vlrl warmup-data --model DIR --data SRC --samples 8 --out D (keeps "
+                                   "verified-correct responses, writes pass_rates.json).")
+    w.add_argument("--out", required=True, help="output directory (data.jsonl + images/)")
+    w.add_argument("--synth", action="append", default=[], choices=["shapes", "arithmetic", "text_rendered"],
+                   help="synthetic task (repeatable)")
+    w.add_argument("--n", type=int, default=1000, help="programmatic: samples per task")
+    w.add_argument("--style", default="long", choices=["long", "short", "direct"])
+    w.add_argument("--slip", type=float, default=0.2, help="fraction of long traces with a caught mistake")
+    w.add_argument("--levels", default="1-5")
+    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--model", help="rejection sampling: the model to sample from")
+    w.add_argument("--data", action="append", default=[], help="rejection sampling: prompt source (repeatable)")
+    w.add_argument("--samples", type=int, default=8, help="responses per prompt")
+    w.add_argument("--temperature", type=float, default=1.0)
+    w.add_argument("--max-new-tokens", type=int, default=512)
+    w.add_argument("--keep", default="all", choices=["all", "shortest"], help="correct responses kept per prompt")
+    w.set_defaults(func=_warmup_data)
 
     e = sub.add_parser("eval", help="evaluate a model: pass@k, maj@k, accuracy per modality/domain/difficulty",
                        description="Evaluate a saved model on held-out data; writes eval.json, eval.md, eval.png "

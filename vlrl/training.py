@@ -1,22 +1,24 @@
-"""Pieces every training stage shares: datasets of encoded samples, optimizer, LR schedule, metric logs.
+"""Pieces every training stage shares: resumable data order, optimizer, LR schedule, metric logs, RNG.
 
 Stages stay short scripts by calling these; none of them holds algorithm math.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import random
+import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from processors.collate import collate_sft
+from processors.image import ImageLoadError
 from processors.processor import MultimodalProcessor
 from vlrl.config import OptimConfig
 from vlrl.types import Sample
@@ -29,7 +31,10 @@ def seed_everything(seed: int) -> None:
 
 
 class SFTDataset(Dataset):
-    """Samples encoded lazily (images decoded per batch, in the loader): prompt + ``sample.response``."""
+    """Samples encoded lazily (images decoded per batch, in the loader): prompt + ``sample.response``.
+
+    A sample whose image turns out to be missing or corrupt is reported (file and sample id, on stderr)
+    and dropped from its batch (``__getitem__`` returns None), not allowed to kill a long run."""
 
     def __init__(self, samples: Sequence[Sample], processor: MultimodalProcessor) -> None:
         missing = [s.id for s in samples if s.response is None]
@@ -42,33 +47,85 @@ class SFTDataset(Dataset):
 
     def __getitem__(self, i: int):
         s = self.samples[i]
-        return self.processor.encode(s, s.response)
+        try:
+            return self.processor.encode(s, s.response)
+        except ImageLoadError as e:
+            print(f"[data] skipping: {e}", file=sys.stderr)
+            return None
 
 
-def infinite_batches(dataset: Dataset, batch_size: int, pad_id: int, seed: int,
-                     num_workers: int = 0) -> Iterator:
-    """Endless reshuffled epochs of SFT batches (epoch e is shuffled with seed + e)."""
-    epoch = 0
-    while True:
-        g = torch.Generator().manual_seed(seed + epoch)
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=g, drop_last=len(dataset) > batch_size,
-                            collate_fn=lambda items: collate_sft(items, pad_id), num_workers=num_workers)
-        yield from loader
-        epoch += 1
+class ResumableBatchSampler:
+    """Endless reshuffled epochs of global batches, with a position that can be saved and restored.
+
+    Epoch e is the permutation ``randperm(n)`` seeded with ``seed + e``; a global batch is the next
+    ``global_batch`` indices of it (the incomplete tail is dropped), and each process takes its slice
+    ``[rank::world]``. Because the DataLoader may prefetch, the position after each yielded batch is queued
+    in ``positions`` and the consumer pops one per batch it actually uses.
+    """
+
+    def __init__(self, n: int, global_batch: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        if n < 1:
+            raise ValueError("no samples to train on")
+        self.n, self.B, self.seed, self.rank, self.world = n, min(global_batch, n), seed, rank, world
+        self.epoch, self.pos = 0, 0
+        self.positions: collections.deque = collections.deque()
+
+    def _perm(self) -> list[int]:
+        return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        perm = self._perm()
+        while True:
+            if self.pos + self.B > self.n:
+                self.epoch, self.pos = self.epoch + 1, 0
+                perm = self._perm()
+            batch = perm[self.pos : self.pos + self.B]
+            self.pos += self.B
+            self.positions.append({"epoch": self.epoch, "pos": self.pos})
+            yield batch[self.rank :: self.world]
 
 
-def build_optimizer(params: Sequence[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
+class BatchStream:
+    """Batches from a dataset in the order of a ResumableBatchSampler; ``state_dict`` is the position
+    after the last batch handed out (prefetched batches do not count)."""
+
+    def __init__(self, dataset: Dataset, collate: Callable, sampler: ResumableBatchSampler,
+                 num_workers: int = 0) -> None:
+        self.dataset, self.collate, self.sampler, self.num_workers = dataset, collate, sampler, num_workers
+        self._it: Iterator | None = None
+        self.consumed = {"epoch": 0, "pos": 0}
+
+    def __next__(self):
+        if self._it is None:
+            loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=self.num_workers,
+                                collate_fn=lambda items: self.collate([x for x in items if x is not None]))
+            self._it = iter(loader)
+        batch = next(self._it)
+        self.consumed = self.sampler.positions.popleft()
+        return batch
+
+    def state_dict(self) -> dict:
+        return dict(self.consumed)
+
+    def load_state_dict(self, state: dict) -> None:
+        if self._it is not None:
+            raise RuntimeError("load the data position before the first batch")
+        self.sampler.epoch, self.sampler.pos = int(state["epoch"]), int(state["pos"])
+        self.consumed = dict(state)
+
+
+def build_optimizer(params: Sequence[torch.nn.Parameter], cfg: OptimConfig, lr: float | None = None) -> torch.optim.Optimizer:
     """AdamW; parameters with fewer than 2 dims (norms, biases) get no weight decay."""
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: every parameter is frozen")
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+    return torch.optim.AdamW(groups, lr=lr if lr is not None else cfg.lr, betas=tuple(cfg.betas))
 
 
 def lr_factor(step: int, total: int, cfg: OptimConfig) -> float:
-    """Multiplier of ``cfg.lr`` at ``step``: linear warm-up, then cosine / linear decay to min_lr_ratio."""
+    """Multiplier of the base LR at ``step``: linear warm-up, then cosine / linear decay to min_lr_ratio."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
@@ -82,6 +139,20 @@ def build_scheduler(opt: torch.optim.Optimizer, total_steps: int, cfg: OptimConf
     if cfg.schedule not in ("cosine", "linear", "constant"):
         raise ValueError(f"optim.schedule '{cfg.schedule}' is not one of cosine, linear, constant")
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total_steps, cfg))
+
+
+def rng_state() -> dict[str, Any]:
+    """Python / numpy / torch RNG states as tensors and JSON-able values (no pickled objects)."""
+    np_state = np.random.get_state()
+    return {"python": json.dumps(random.getstate()), "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "numpy_pos": int(np_state[2]), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    py = json.loads(state["python"])
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), int(state["numpy_pos"]), 0, 0.0))
+    torch.set_rng_state(state["torch"])
 
 
 class MetricsLog:

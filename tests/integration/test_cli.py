@@ -80,3 +80,15 @@ def test_infer_streams_an_answer_for_0_1_and_2_images(saved_model, tmp_path):
     r = vlrl("infer", "--model", str(saved_model), "--question", "x", "--image", str(tmp_path / "nope.png"),
              check=False)
     assert r.returncode == 2 and "nope.png" in r.stderr and "does not exist" in r.stderr
+
+
+def test_warmup_data_programmatic_and_rejection_sampling(saved_model, tmp_path):
+    vlrl("warmup-data", "--synth", "shapes", "--synth", "arithmetic", "--n", "5", "--out", str(tmp_path / "p"))
+    rows = [json.loads(x) for x in (tmp_path / "p" / "data.jsonl").read_text().splitlines()]
+    assert len(rows) == 10 and all(r["response"].startswith("Plan:") for r in rows)
+    r = vlrl("warmup-data", "--model", str(saved_model), "--data", str(tmp_path / "p" / "data.jsonl"),
+             "--samples", "2", "--max-new-tokens", "8", "--out", str(tmp_path / "rs"))
+    rates = json.loads((tmp_path / "rs" / "pass_rates.json").read_text())
+    assert set(rates) == {r["id"] for r in rows} and "prompts solved" in r.stdout
+    r = vlrl("warmup-data", "--out", str(tmp_path / "x"), check=False)
+    assert r.returncode == 2 and "either --synth" in r.stderr

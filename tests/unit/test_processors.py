@@ -50,7 +50,8 @@ def test_placeholders_expand_per_image(tiny):
         assert enc.num_images == k
         assert (enc.pixel_values is None) == (k == 0)
         if k:
-            assert enc.pixel_values.shape == (k, 3, 32, 32)
+            size = proc.image_transform.size
+            assert enc.pixel_values.shape == (k, 3, size, size)
 
 
 def test_explicit_placeholder_positions_and_mismatch(tiny):

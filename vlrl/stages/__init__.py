@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from vlrl.config import ModelConfig
 
 STAGES: dict[str, tuple[str, str]] = {
+    "align": ("vlrl.stages.align", "AlignConfig"),
     "warmup": ("vlrl.stages.warmup", "WarmupConfig"),
+    "eval": ("vlrl.stages.evaluate", "EvalConfig"),
 }
 
 

@@ -76,6 +76,9 @@ def write_dataset(samples: Sequence[Sample], out_dir: str | Path, name: str = "d
         for s in tqdm(samples, desc=f"writing {path}", unit="sample", disable=len(samples) < 500):
             images = []
             for j, img in enumerate(s.images):
+                if isinstance(img, (str, Path)):  # already a file: keep pointing at it
+                    images.append(str(Path(img).resolve()))
+                    continue
                 rel = f"images/{s.id}-{j}.png"
                 img.save(out_dir / rel)
                 images.append(rel)

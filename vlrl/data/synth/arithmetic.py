@@ -81,7 +81,7 @@ def generate_arithmetic(n: int, seed: int = 0, levels: tuple[int, ...] = (1, 2, 
 
 
 def generate_text_rendered(n: int, seed: int = 0, levels: tuple[int, ...] = (1, 2, 3, 4, 5),
-                           image_size: int = 32) -> list[Sample]:
+                           image_size: int = 48) -> list[Sample]:
     """``n`` pairs (2n samples): each expression rendered into an image, and the same problem as text,
     linked by ``pair_id`` so the modality gap can be measured."""
     rng = random.Random(f"text_rendered-{seed}")
@@ -92,9 +92,11 @@ def generate_text_rendered(n: int, seed: int = 0, levels: tuple[int, ...] = (1, 
         pair = f"rendered-{seed}-{i}"
         common = dict(answer=str(answer), response=f"Answer: {answer}", domain="arithmetic", difficulty=level,
                       pair_id=pair)
-        image = render_text(expr.replace(" ", "") + "=?", image_size)
+        shown = expr.replace(" ", "") + "=?"
+        image = render_text(shown, image_size)
         out.append(Sample(id=f"{pair}-image", question="Solve the problem in the image.", images=[image],
-                          modality="text_rendered", meta={"task": "text_rendered", "expression": expr}, **common))
+                          modality="text_rendered", meta={"task": "text_rendered", "expression": expr,
+                                                          "caption": f"the image shows {shown}"}, **common))
         out.append(Sample(id=f"{pair}-text", question=f"What is {expr}?",
                           meta={"task": "text_rendered", "expression": expr}, **common))
     return out

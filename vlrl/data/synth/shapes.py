@@ -113,7 +113,7 @@ def ask(rng: random.Random, scene: list[Obj], level: int) -> tuple[str, int, str
             {"color": color, "shape": shape})
 
 
-def generate_shapes(n: int, seed: int = 0, levels: tuple[int, ...] = (1, 2, 3, 4, 5), image_size: int = 32,
+def generate_shapes(n: int, seed: int = 0, levels: tuple[int, ...] = (1, 2, 3, 4, 5), image_size: int = 48,
                     grid: int = 3) -> list[Sample]:
     """``n`` shape-scene samples, deterministic for a given seed; levels cycle uniformly."""
     rng = random.Random(f"shapes-{seed}")

@@ -1,0 +1,223 @@
+"""The supervised training loop shared by the alignment and warm-up stages.
+
+Training runs in phases; each phase says which modules learn (``train: [projector]`` then
+``[encoder, projector, llm]``, Kimi k1.5's "vision tower first, LM frozen" recipe) and gets a fresh AdamW
+and LR schedule. Checkpoints every ``save_every`` steps hold the model, optimizer, scheduler, RNG and the
+data position; with ``resume: true`` a run continues from the latest one and reproduces the
+uninterrupted run. Runs unchanged under ``accelerate launch`` (each process takes its slice of every
+global batch; DDP averages the gradients).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import is_tensorboard_available
+from tqdm import tqdm
+
+from processors.collate import collate_sft
+from vlrl.checkpoint import latest_checkpoint, load_checkpoint_state, save_checkpoint
+from vlrl.config import DataConfig, ModelConfig, OptimConfig, to_dict
+from vlrl.training import (BatchStream, MetricsLog, ResumableBatchSampler, SFTDataset, build_optimizer,
+                           build_scheduler, rng_state, set_rng_state)
+
+MODULES = ("encoder", "projector", "llm")
+
+
+@dataclass
+class PhaseConfig:
+    steps: int = 100
+    train: List[str] = field(default_factory=lambda: list(MODULES))  # modules that learn in this phase
+    lr: Optional[float] = None  # overrides optim.lr for this phase
+
+
+@dataclass
+class SFTConfig:
+    """Fields shared by the supervised stages (align, warmup)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    init_from: Optional[str] = None  # a saved model directory; when null the model is built from `model`
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    phases: List[PhaseConfig] = field(default_factory=lambda: [PhaseConfig()])
+    batch_size: int = 32  # global batch (all processes, one accumulation step)
+    num_workers: int = 0  # data-loader worker processes (images are decoded there)
+    log_every: int = 10
+    save_every: int = 0  # checkpoint every N steps (0: only the final model)
+    keep_checkpoints: int = 2
+    resume: bool = True  # continue from the latest checkpoint in output_dir
+    max_steps_per_run: Optional[int] = None  # stop (after a checkpoint) after this many steps; resume later
+    trackers: List[str] = field(default_factory=lambda: ["tensorboard"])
+    seed: int = 0
+    output_dir: str = "runs/tiny/sft"
+
+
+def load_data(sources: List[str], on_bad_row: str = "skip") -> list:
+    """All samples of ``sources``, with the load report printed (bad rows counted and listed)."""
+    from vlrl.data import LoadReport, load_samples
+
+    report = LoadReport()
+    samples = [s for src in sources for s in load_samples(src, on_bad_row, report)]
+    print(f"[data] {report.summary()}")
+    if not samples:
+        raise ValueError(f"no samples loaded from {sources}")
+    return samples
+
+
+def build_or_load(cfg: SFTConfig):
+    """(model, processor): loaded from ``cfg.init_from`` (a previous stage's output) or built from
+    ``cfg.model``; prints the parameter counts."""
+    from vlrl.models import build_vlm, load_pretrained
+
+    if cfg.init_from:
+        model, processor = load_pretrained(cfg.init_from)
+    else:
+        model, processor = build_vlm(cfg.model, system_prompt=cfg.data.system_prompt)
+    sizes = model.num_parameters()
+    print("[model] parameters: " + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in sizes.items()))
+    return model, processor
+
+
+def set_trainable(model: torch.nn.Module, modules: List[str]) -> None:
+    unknown = set(modules) - set(MODULES)
+    if unknown:
+        raise ValueError(f"phases[].train: unknown module(s) {sorted(unknown)}; choose from {MODULES}")
+    frozen = {"encoder"} if model.config.encoder.freeze else set()  # model.encoder.freeze wins over phases
+    for name in MODULES:
+        getattr(model, name).requires_grad_(name in modules and name not in frozen)
+
+
+def _trackers(cfg: SFTConfig) -> list[str]:
+    out = []
+    for t in cfg.trackers:
+        if t == "tensorboard" and not is_tensorboard_available():
+            print("[train] tensorboard is not installed (pip install 'vlrl[tensorboard]'); logging to metrics.jsonl only")
+            continue
+        out.append(t)
+    return out
+
+
+class SFTTrainer:
+    """Owns the accelerate setup, the phases, checkpoints and logs of one supervised run."""
+
+    def __init__(self, cfg: SFTConfig, model, processor, dataset: SFTDataset, stage: str) -> None:
+        self.cfg, self.model, self.processor, self.stage = cfg, model, processor, stage
+        self.out = Path(cfg.output_dir)
+        self.accel = Accelerator(gradient_accumulation_steps=cfg.optim.grad_accum, log_with=_trackers(cfg) or None,
+                                 project_dir=str(self.out))
+        sampler = ResumableBatchSampler(len(dataset), cfg.batch_size, cfg.seed, self.accel.process_index,
+                                        self.accel.num_processes)
+        self.stream = BatchStream(dataset, lambda items: collate_sft(items, processor.pad_token_id), sampler,
+                                  cfg.num_workers)
+        self.step, self.resumed = 0, None
+        self.log = MetricsLog(self.out / "metrics.jsonl") if self.accel.is_main_process else None
+
+    def _maybe_resume(self) -> dict | None:
+        ckpt = latest_checkpoint(self.out) if self.cfg.resume else None
+        if ckpt is None:
+            return None
+        from safetensors.torch import load_model
+
+        state, tensors = load_checkpoint_state(ckpt)
+        load_model(self.model, str(ckpt / "model.safetensors"), strict=True, device=str(self.accel.device))
+        self.stream.load_state_dict(state["data"])
+        set_rng_state(tensors["rng"])
+        self.step, self.resumed = int(state["step"]), ckpt
+        print(f"[train] resuming from {ckpt} (step {self.step})")
+        return tensors
+
+    def _checkpoint(self, phase: int, opt, sched) -> None:
+        self.accel.wait_for_everyone()
+        if self.accel.is_main_process:
+            tensors = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_state()}
+            state = {"step": self.step, "phase": phase, "data": self.stream.state_dict()}
+            save_checkpoint(self.out, self.accel.unwrap_model(self.model), self.processor, tensors, state,
+                            self.cfg.keep_checkpoints)
+
+    def fit(self) -> torch.nn.Module:
+        """Run the remaining phases; return the unwrapped model."""
+        tensors = self._maybe_resume()
+        if self.accel.is_main_process and _trackers(self.cfg):
+            self.accel.init_trackers(self.stage, config=_flat(to_dict(self.cfg)))
+        stop_at = self.step + self.cfg.max_steps_per_run if self.cfg.max_steps_per_run else None
+        start = 0
+        for i, phase in enumerate(self.cfg.phases):
+            end = start + phase.steps
+            if self.step < end and (stop_at is None or self.step < stop_at):
+                self._run_phase(i, phase, start, end, tensors, stop_at)
+                tensors = None  # optimizer state only belongs to the phase it was saved in
+            start = end
+        if self.accel.is_main_process:
+            self.accel.end_training()
+            self.log.close()
+        return self.accel.unwrap_model(self.model)
+
+    def _run_phase(self, index: int, phase: PhaseConfig, start: int, end: int, tensors: dict | None,
+                   stop_at: int | None) -> None:
+        cfg = self.cfg
+        set_trainable(self.model, phase.train)
+        opt = build_optimizer(list(self.model.parameters()), cfg.optim, phase.lr)
+        sched = build_scheduler(opt, phase.steps, cfg.optim)
+        if tensors is not None and self.step > start:
+            opt.load_state_dict(tensors["optimizer"])
+            sched.load_state_dict(tensors["scheduler"])
+        model, opt = self.accel.prepare(self.model, opt)
+        model.train()
+        bar = tqdm(range(self.step, end), desc=f"{self.stage} phase {index + 1}/{len(cfg.phases)} "
+                   f"[{'+'.join(phase.train)}]", disable=not self.accel.is_main_process, mininterval=1.0)
+        t0, tokens = time.time(), 0
+        for _ in bar:
+            loss, grad_norm, n_tok = self._train_step(model, opt, sched)
+            self.step += 1
+            tokens += n_tok
+            bar.set_postfix(loss=f"{loss:.3f}")
+            if self.step % cfg.log_every == 0 or self.step == end:
+                metrics = {"loss": loss, "grad_norm": grad_norm, "lr": sched.get_last_lr()[0], "phase": index,
+                           "tokens_per_s": tokens / max(1e-9, time.time() - t0)}
+                self.accel.log(metrics, step=self.step)
+                if self.log:
+                    self.log.log(self.step, **metrics)
+            last = self.step == end or self.step == stop_at
+            if (cfg.save_every and self.step % cfg.save_every == 0) or (last and cfg.save_every):
+                self._checkpoint(index, opt, sched)
+            if self.step == stop_at:
+                break
+        bar.close()
+        self.model = self.accel.unwrap_model(model)
+
+    def _train_step(self, model, opt, sched) -> tuple[float, float, int]:
+        total, n_tok, grad_norm = 0.0, 0, 0.0
+        for _ in range(self.cfg.optim.grad_accum):
+            batch = next(self.stream).to(self.accel.device)
+            with self.accel.accumulate(model):
+                loss = model(batch).loss
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"step {self.step}: loss is {loss.item()} on samples "
+                                             f"{batch.sample_ids[:4]}; lower optim.lr or check the data")
+                self.accel.backward(loss)
+                if self.accel.sync_gradients:
+                    grad_norm = float(self.accel.clip_grad_norm_(model.parameters(), self.cfg.optim.grad_clip))
+                opt.step()  # the prepared optimizer only steps when gradients sync
+                if self.accel.sync_gradients:
+                    sched.step()
+                opt.zero_grad(set_to_none=True)
+            total += loss.item() / self.cfg.optim.grad_accum
+            n_tok += int(batch.response_mask.sum())
+        return total, grad_norm, n_tok
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """Nested config -> flat {a/b: scalar} for trackers (lists become strings)."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "/"))
+        else:
+            out[key] = v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
+    return {k: ("null" if v is None else v) for k, v in out.items()}

@@ -33,3 +33,15 @@ def tiny():
     torch.manual_seed(0)
     model, processor = build_vlm(tiny_model_config())
     return model, processor
+
+
+@pytest.fixture(scope="session")
+def saved_tiny(tmp_path_factory):
+    """A directory holding the tiny model (random init) as `save_pretrained` writes it."""
+    from vlrl.models import save_pretrained
+
+    d = tmp_path_factory.mktemp("saved_tiny")
+    torch.manual_seed(0)
+    model, processor = build_vlm(tiny_model_config())
+    save_pretrained(model, processor, d)
+    return d

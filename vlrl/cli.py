@@ -115,10 +115,8 @@ def _list(registry_path: str) -> Callable[[argparse.Namespace], None]:
     return run
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vlrl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_synth(sub) -> None:
+    """vlrl data synth"""
     data = sub.add_parser("data", help="data tools").add_subparsers(dest="data_command", required=True)
     s = data.add_parser("synth", help="generate a synthetic dataset (JSONL + PNG images)",
                         description="Generate a synthetic task deterministically by seed.")
@@ -132,9 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image-size", type=int, default=48, help="image side in pixels (default 48)")
     s.set_defaults(func=_synth)
 
-    _stage(sub, "align", "vision-language alignment on image descriptions (freezing schedule)", *STAGES["align"])
-    _stage(sub, "warmup", "supervised training on responses (long-CoT warm-up SFT)", *STAGES["warmup"])
 
+def _add_infer(sub) -> None:
+    """vlrl infer"""
     i = sub.add_parser("infer", help="answer a question about 0..n images with a saved model",
                        description="Answer a question with a saved model; the answer is streamed as it is generated.")
     i.add_argument("--model", required=True, help="a saved model directory (output_dir of a stage)")
@@ -150,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--no-stream", action="store_true", help="print the answer only when complete")
     i.set_defaults(func=_infer)
 
+
+def _add_warmup_data(sub) -> None:
+    """vlrl warmup-data"""
     w = sub.add_parser("warmup-data", help="build verified long-CoT warm-up data (programmatic or rejection sampling)",
                        description="Programmatic: vlrl warmup-data --synth shapes --n 1000 --out D. Rejection "
                                    "sampling: vlrl warmup-data --model DIR --data SRC --samples 8 --out D (keeps "
@@ -170,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--keep", default="all", choices=["all", "shortest"], help="correct responses kept per prompt")
     w.set_defaults(func=_warmup_data)
 
+
+def _add_eval(sub) -> None:
+    """vlrl eval"""
     e = sub.add_parser("eval", help="evaluate a model: pass@k, maj@k, accuracy per modality/domain/difficulty",
                        description="Evaluate a saved model on held-out data; writes eval.json, eval.md, eval.png "
                                    "and records.jsonl.", epilog=EPILOG)
@@ -187,6 +191,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("overrides", nargs="*", help="key=value config overrides")
     e.set_defaults(func=_eval)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vlrl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_synth(sub)
+    _stage(sub, "align", "vision-language alignment on image descriptions (freezing schedule)", *STAGES["align"])
+    _stage(sub, "warmup", "supervised training on responses (long-CoT warm-up SFT)", *STAGES["warmup"])
+
+    _add_warmup_data(sub)
+    _add_eval(sub)
+    _add_infer(sub)
     for name, path in (("encoders", "vlrl.models.encoders:ENCODERS"), ("projectors", "vlrl.models.projectors:PROJECTORS")):
         reg = sub.add_parser(name, help=f"registered {name}").add_subparsers(dest=f"{name}_command", required=True)
         reg.add_parser("list", help=f"list registered {name}, third-party plugins included").set_defaults(func=_list(path))

@@ -54,39 +54,29 @@ def test_bad_input_gives_a_clear_error(tmp_path):
     assert r.returncode == 2 and "1-5" in r.stderr
 
 
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory):
-    from tests.conftest import tiny_model_config
-    from vlrl.models import build_vlm, save_pretrained
-    d = tmp_path_factory.mktemp("model")
-    model, proc = build_vlm(tiny_model_config())
-    save_pretrained(model, proc, d)
-    return d
-
-
-def test_infer_streams_an_answer_for_0_1_and_2_images(saved_model, tmp_path):
+def test_infer_streams_an_answer_for_0_1_and_2_images(saved_tiny, tmp_path):
     from vlrl.data.synth import generate
     paths = []
     for i, s in enumerate(generate("shapes", 2)):
         s.images[0].save(tmp_path / f"{i}.png")
         paths.append(str(tmp_path / f"{i}.png"))
     from vlrl import Predictor
-    predictor = Predictor.load(str(saved_model), device="cpu")
+    predictor = Predictor.load(str(saved_tiny), device="cpu")
     for images in ([], paths[:1], paths):
         args = [x for p in images for x in ("--image", p)]
-        r = vlrl("infer", "--model", str(saved_model), "--question", "How many shapes?", "--max-new-tokens", "6", *args)
+        r = vlrl("infer", "--model", str(saved_tiny), "--question", "How many shapes?", "--max-new-tokens", "6", *args)
         expected = predictor.answer("How many shapes?", images=images, max_new_tokens=6)
         assert r.stdout == expected + "\n"  # the streamed pieces add up to the Python API's answer
-    r = vlrl("infer", "--model", str(saved_model), "--question", "x", "--image", str(tmp_path / "nope.png"),
+    r = vlrl("infer", "--model", str(saved_tiny), "--question", "x", "--image", str(tmp_path / "nope.png"),
              check=False)
     assert r.returncode == 2 and "nope.png" in r.stderr and "does not exist" in r.stderr
 
 
-def test_warmup_data_programmatic_and_rejection_sampling(saved_model, tmp_path):
+def test_warmup_data_programmatic_and_rejection_sampling(saved_tiny, tmp_path):
     vlrl("warmup-data", "--synth", "shapes", "--synth", "arithmetic", "--n", "5", "--out", str(tmp_path / "p"))
     rows = [json.loads(x) for x in (tmp_path / "p" / "data.jsonl").read_text().splitlines()]
     assert len(rows) == 10 and all(r["response"].startswith("Plan:") for r in rows)
-    r = vlrl("warmup-data", "--model", str(saved_model), "--data", str(tmp_path / "p" / "data.jsonl"),
+    r = vlrl("warmup-data", "--model", str(saved_tiny), "--data", str(tmp_path / "p" / "data.jsonl"),
              "--samples", "2", "--max-new-tokens", "8", "--out", str(tmp_path / "rs"))
     rates = json.loads((tmp_path / "rs" / "pass_rates.json").read_text())
     assert set(rates) == {r["id"] for r in rows} and "prompts solved" in r.stdout

@@ -2,21 +2,11 @@ import json
 
 import pytest
 
-from tests.conftest import tiny_model_config
-from vlrl.models import build_vlm, save_pretrained
 from vlrl.stages.evaluate import EvalConfig, main
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("m")
-    model, proc = build_vlm(tiny_model_config())
-    save_pretrained(model, proc, d)
-    return d
-
-
-def test_eval_writes_every_breakdown(model_dir, tmp_path):
-    cfg = EvalConfig(model=str(model_dir), n=4, temperature=1.0, max_new_tokens=8, ks=[1, 2, 4],
+def test_eval_writes_every_breakdown(saved_tiny, tmp_path):
+    cfg = EvalConfig(model=str(saved_tiny), n=4, temperature=1.0, max_new_tokens=8, ks=[1, 2, 4],
                      sources=["synth:shapes?n=6&seed=50&levels=1-2", "synth:text_rendered?n=3&seed=50&levels=1",
                               "synth:arithmetic?n=3&seed=50&levels=4"], output_dir=str(tmp_path))
     result = main(cfg)
@@ -36,8 +26,8 @@ def test_eval_writes_every_breakdown(model_dir, tmp_path):
     assert "modality=text_rendered" in (tmp_path / "eval.md").read_text()
 
 
-def test_eval_refuses_overlap_with_training_ids(model_dir, tmp_path):
-    cfg = EvalConfig(model=str(model_dir), sources=["synth:shapes?n=4&seed=1"],
+def test_eval_refuses_overlap_with_training_ids(saved_tiny, tmp_path):
+    cfg = EvalConfig(model=str(saved_tiny), sources=["synth:shapes?n=4&seed=1"],
                      exclude_ids_from=["synth:shapes?n=10&seed=1"], output_dir=str(tmp_path))
     with pytest.raises(ValueError, match="also appear in the training data"):
         main(cfg)

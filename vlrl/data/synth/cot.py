@@ -49,11 +49,34 @@ def _inverse_check(left: int, op: str, right: int, value: int) -> str:
     return f"{right} * {left} = {value} as well, which matches."
 
 
+def _explain(a: int, op: str, b: int) -> list[str]:
+    """Break a multi-digit step into single-digit facts (column addition, making a ten, splitting tens)."""
+    if op == "+" and (a >= 10 or b >= 10):
+        ones = a % 10 + b % 10
+        carry = ones // 10
+        lines = [f"Ones: {a % 10} + {b % 10} = {ones}."] + ([f"Write {ones % 10}, carry 1."] if carry else [])
+        return lines + [f"Tens: {a // 10} + {b // 10}{' + 1' if carry else ''} = {a // 10 + b // 10 + carry}."]
+    if op == "-" and a >= 10:
+        if b >= 10:
+            return [f"First {a} - {b // 10 * 10} = {a - b // 10 * 10}, then take away {b % 10}."]
+        if b > a % 10:
+            down = a - a % 10
+            return [f"Make a ten: {a} - {a % 10} = {down}, then {down} - {b - a % 10} = {a - b}."]
+        return [f"Ones: {a % 10} - {b} = {a % 10 - b}, the tens stay {a // 10}."]
+    if op == "*" and max(a, b) >= 10 and min(a, b) < 10:
+        big, small = max(a, b), min(a, b)
+        return [f"Split {big} into {big // 10 * 10} + {big % 10}: {big // 10 * 10} * {small} = {big // 10 * 10 * small} "
+                f"and {big % 10} * {small} = {big % 10 * small}, together {big * small}."]
+    return []
+
+
 def _work(steps: list[tuple[int, str, int, int]], rng: random.Random, slip: float) -> list[str]:
-    """One line per step; maybe one deliberate slip that is caught (reflection)."""
+    """One line per step (multi-digit steps broken into single-digit facts first); maybe one deliberate
+    slip that is caught (reflection)."""
     lines = []
     slip_at = rng.randrange(len(steps)) if rng.random() < slip else -1
     for i, (a, op, b, v) in enumerate(steps):
+        lines += _explain(a, op, b)
         if i == slip_at:
             wrong = v + rng.choice([-1, 1]) if v > 0 else v + 1
             lines.append(f"{a} {op} {b} = {wrong}.")

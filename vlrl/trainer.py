@@ -177,6 +177,8 @@ class SFTTrainer:
             tokens += n_tok
             bar.set_postfix(loss=f"{loss:.3f}")
             if self.step % cfg.log_every == 0 or self.step == end:
+                # every process logs at the same steps, so the mean over processes is a safe collective
+                loss = self.accel.reduce(torch.tensor(loss, device=self.accel.device), "mean").item()
                 metrics = {"loss": loss, "grad_norm": grad_norm, "lr": sched.get_last_lr()[0], "phase": index,
                            "tokens_per_s": tokens / max(1e-9, time.time() - t0)}
                 self.accel.log(metrics, step=self.step)

@@ -1,0 +1,131 @@
+"""RL losses and the length reward against hand-computed numbers (the arithmetic is in the comments)."""
+
+import math
+
+import pytest
+import torch
+
+from vlrl.algos import LOSSES
+from vlrl.algos.group import group_logmeanexp, group_mean, group_std
+from vlrl.rewards.length import length_penalty_weight, length_reward
+
+
+def test_group_statistics():
+    v, g = torch.tensor([1.0, 0.0, 1.0, 1.0]), torch.tensor([7, 7, 3, 3])
+    assert group_mean(v, g).tolist() == [0.5, 0.5, 1.0, 1.0]
+    assert group_std(v, g).tolist() == [0.5, 0.5, 0.0, 0.0]
+    # tau log mean exp(r / tau), tau = 0.5: group 7: 0.5 * log((e^2 + e^0) / 2) = 0.716890; group 3: 1
+    lme = group_logmeanexp(v, g, 0.5)
+    assert lme[0].item() == pytest.approx(0.5 * math.log((math.exp(2) + 1) / 2)) and lme[2].item() == pytest.approx(1.0)
+
+
+def test_kimi_loss_by_hand():
+    # prompt A: rewards [1, 0] -> rbar 0.5, adv [0.5, -0.5]; prompt B: rewards [1, 1] -> adv [0, 0]
+    # logp [-2, -3, -1, -4], logp_ref [-2.5, -3, -1, -3] -> log-ratio [0.5, 0, 0, -1]; tau = 0.5
+    # pg = adv * logp = [-1, 1.5, 0, 0] (sum 0.5); reg = tau/2 * ratio^2 = [0.0625, 0, 0, 0.25] (sum 0.3125)
+    # loss = -(1/4) * (0.5 - 0.3125) = -0.046875
+    logp = torch.tensor([-2.0, -3.0, -1.0, -4.0], requires_grad=True)
+    out = LOSSES.build("kimi", logp=logp, logp_ref=torch.tensor([-2.5, -3.0, -1.0, -3.0]),
+                       rewards=torch.tensor([1.0, 0.0, 1.0, 1.0]), group=torch.tensor([0, 0, 1, 1]), tau=0.5)
+    assert out.loss.item() == pytest.approx(-0.046875)
+    out.loss.backward()
+    # d loss / d logp_j = -(1/4) * (adv_j - tau * ratio_j) = [-(0.5 - 0.25)/4, 0.5/4, 0, -(0 + 0.5)/4]
+    assert logp.grad.tolist() == pytest.approx([-0.0625, 0.125, 0.0, -0.125])
+
+
+def test_kimi_first_step_is_reinforce_with_mean_baseline():
+    """logp == logp_ref (the iteration's first step): the squared term and its gradient vanish."""
+    logp = torch.tensor([-1.0, -2.0, -3.0], requires_grad=True)
+    out = LOSSES.build("kimi", logp=logp, logp_ref=logp.detach().clone(), rewards=torch.tensor([1.0, 0.0, 0.0]),
+                       group=torch.zeros(3, dtype=torch.long), tau=0.3)
+    out.loss.backward()
+    adv = torch.tensor([2 / 3, -1 / 3, -1 / 3])
+    assert out.metrics["reg_term"] == 0.0 and out.metrics["log_ratio_abs_max"] == 0.0
+    assert logp.grad.tolist() == pytest.approx((-adv / 3).tolist())
+
+
+def test_kimi_logmeanexp_baseline_and_length_normalisation():
+    # group rewards [1, 0], tau 0.5: rbar = 0.716890 -> adv [0.283110, -0.716890]; logp / len = [-1, -1]
+    out = LOSSES.build("kimi", logp=torch.tensor([-2.0, -4.0]), logp_ref=torch.tensor([-2.0, -4.0]),
+                       rewards=torch.tensor([1.0, 0.0]), group=torch.tensor([0, 0]), tau=0.5,
+                       baseline="logmeanexp", lengths=torch.tensor([2.0, 4.0]), length_normalize=True)
+    rbar = 0.5 * math.log((math.exp(2) + 1) / 2)
+    expected = -((1 - rbar) * -1 + (0 - rbar) * -1) / 2
+    assert out.loss.item() == pytest.approx(expected)
+    with pytest.raises(ValueError):
+        LOSSES.build("kimi", logp=torch.zeros(2), logp_ref=torch.zeros(2), rewards=torch.zeros(2),
+                     group=torch.zeros(2), baseline="max")
+
+
+def test_grpo_loss_by_hand():
+    # rewards [1, 0] in one group: mean 0.5, std 0.5 -> adv [1, -1]; old log-probs 0
+    # row 0 (2 tokens): ratios 1.5, 0.9, A = 1 -> min(1.5, 1.2) = 1.2, min(0.9, 0.9) = 0.9 -> mean(-1.2, -0.9) = -1.05
+    # row 1 (1 token):  ratio 1.1, A = -1 -> min(-1.1, -1.1) = -1.1 -> +1.1
+    # loss = mean(-1.05, 1.1) = 0.025; clipped tokens: row 0 token 0 only -> 1/3
+    tl = torch.tensor([[math.log(1.5), math.log(0.9)], [math.log(1.1), 5.0]])
+    mask = torch.tensor([[True, True], [True, False]])
+    out = LOSSES.build("grpo", token_logp=tl, old_token_logp=torch.zeros(2, 2), mask=mask,
+                       rewards=torch.tensor([1.0, 0.0]), group=torch.tensor([0, 0]), eps=0.0)
+    assert out.loss.item() == pytest.approx(0.025, abs=1e-6) and out.metrics["clip_frac"] == pytest.approx(1 / 3)
+    # k3 KL against a reference with log-prob 0 on row 1 token 0: d = -ln 1.1 -> e^d - d - 1 = 0.0044017
+    ref = tl.clone()
+    ref[1, 0] = 0.0
+    out = LOSSES.build("grpo", token_logp=tl, old_token_logp=torch.zeros(2, 2), mask=mask, rewards=torch.tensor([1.0, 0.0]),
+                       group=torch.tensor([0, 0]), eps=0.0, kl_coef=1.0, ref_token_logp=ref)
+    kl = 1 / 1.1 + math.log(1.1) - 1
+    assert out.loss.item() == pytest.approx(0.025 + kl / 2, abs=1e-6)
+
+
+def test_rloo_loss_by_hand():
+    # rewards [1, 0, 0]: leave-one-out advantages [1 - 0, 0 - 0.5, 0 - 0.5] = [1, -0.5, -0.5]
+    # logp [-1, -2, -3] -> loss = -mean(-1, 1, 1.5) = -0.5
+    out = LOSSES.build("rloo", logp=torch.tensor([-1.0, -2.0, -3.0]), rewards=torch.tensor([1.0, 0.0, 0.0]),
+                       group=torch.zeros(3, dtype=torch.long))
+    assert out.loss.item() == pytest.approx(-0.5)
+
+
+def test_length_reward_matches_the_paper():
+    # lengths [10, 20, 30, 40]: lambda = 0.5 - (len - 10) / 30 = [0.5, 0.1667, -0.1667, -0.5]
+    # correct [1, 1, 0, 0] -> [0.5, 0.1667, min(0, -0.1667), min(0, -0.5)]
+    r = length_reward(torch.tensor([10, 20, 30, 40]), torch.tensor([1, 1, 0, 0]), torch.zeros(4, dtype=torch.long))
+    assert r.tolist() == pytest.approx([0.5, 1 / 6, -1 / 6, -0.5])
+    # a wrong short answer never gains: lambda 0.5 -> min(0, 0.5) = 0; min/max are per prompt
+    r = length_reward(torch.tensor([10, 40, 5, 5]), torch.tensor([0, 1, 1, 0]), torch.tensor([0, 0, 1, 1]))
+    assert r.tolist() == pytest.approx([0.0, -0.5, 0.0, 0.0])  # prompt 1: all lengths equal -> 0
+    assert length_penalty_weight(3, 5, 0.2) == 0.0 and length_penalty_weight(5, 5, 0.2) == 0.2
+
+
+def test_prioritized_frequencies_follow_one_minus_success():
+    from vlrl.algos.sampling import prioritized_weights, sample_prompts
+    s = torch.tensor([0.0, 0.5, 0.9, 1.0])
+    # weights max(1 - s, 0.05) = [1, 0.5, 0.1, 0.05] / 1.65
+    w = prioritized_weights(s, floor=0.05)
+    assert w.tolist() == pytest.approx([1 / 1.65, 0.5 / 1.65, 0.1 / 1.65, 0.05 / 1.65])
+    g = torch.Generator().manual_seed(0)
+    counts = torch.zeros(4)
+    for _ in range(4000):
+        counts[sample_prompts(1, [1, 1, 1, 1], s, 0, "prioritized", generator=g)[0]] += 1
+    assert (counts / 4000).tolist() == pytest.approx(w.tolist(), abs=0.03)
+
+
+def test_curriculum_switches_levels_and_combines_with_priorities():
+    from vlrl.algos.sampling import CurriculumStage, allowed_levels, sample_prompts
+    stages = [CurriculumStage(0, []), CurriculumStage(24, [4, 5])]
+    assert allowed_levels(23, stages) == [] and allowed_levels(24, stages) == [4, 5]
+    diffs = [1, 2, 4, 5, None]
+    succ = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0])
+    picks = sample_prompts(3, diffs, succ, 30, "curriculum+prioritized", stages, floor=0.05,
+                           generator=torch.Generator().manual_seed(1))
+    assert sorted(picks) == [2, 3, 4]  # only levels 4, 5 and the unknown level remain after iteration 24
+    first = [sample_prompts(1, diffs, succ, 30, "curriculum+prioritized", stages, floor=0.05,
+                            generator=torch.Generator().manual_seed(s))[0] for s in range(200)]
+    assert first.count(2) < 20  # the solved prompt (weight 0.05 vs 1 + 1) is rarely drawn first
+    with pytest.raises(ValueError, match="no prompt"):
+        sample_prompts(1, [1, 2], torch.zeros(2), 30, "curriculum", [CurriculumStage(0, [5])])
+
+
+def test_success_tracker_initialises_from_pass_rates():
+    from vlrl.algos.sampling import SuccessTracker
+    t = SuccessTracker(["a", "b"], init={"a": 0.8}, default=0.5, momentum=0.5)
+    t.update("b", 1.0)  # 0.5 * 0.5 + 0.5 * 1.0 = 0.75
+    assert t.rates.tolist() == pytest.approx([0.8, 0.75])

@@ -1,0 +1,63 @@
+"""The Kimi k1.5 online policy mirror descent loss (reference §2.2-2.3, Eq. 3).
+
+For each prompt x, k responses y_j are sampled from pi_{theta_i} (the policy at the start of iteration i,
+which is the reference). The surrogate
+
+    L(theta) = E_j [ ( r_j - tau log Z - tau * log( pi_theta(y_j|x) / pi_{theta_i}(y_j|x) ) )^2 ]
+
+has the gradient (up to a factor -1/(2 tau)) of
+
+    loss = -(1/k) sum_j [ (r_j - rbar) * logp_j  -  (tau/2) * (logp_j - logp_ref_j)^2 ]
+
+with logp_j the sequence log-probability of response j (sum of its token log-probs; prompt and image
+tokens excluded), logp_ref_j the same under pi_{theta_i} (held fixed), and rbar = tau log Z estimated by
+the mean reward of the k samples (what k1.5 uses) or, optionally, by tau * log mean_j exp(r_j / tau).
+It is policy gradient with a mean-reward baseline plus an l2 penalty on the log-ratio to the
+iteration's starting policy; on an iteration's first step logp == logp_ref and the penalty vanishes.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vlrl.algos.base import LOSSES, LossOutput
+from vlrl.algos.group import group_logmeanexp, group_mean
+
+
+@LOSSES.register("kimi")
+def kimi_loss(logp: torch.Tensor, logp_ref: torch.Tensor, rewards: torch.Tensor, group: torch.Tensor,
+              tau: float = 0.1, baseline: str = "mean", lengths: torch.Tensor | None = None,
+              length_normalize: bool = False) -> LossOutput:
+    """Args:
+        logp: (B,) sequence log-probs under the current policy (differentiable).
+        logp_ref: (B,) sequence log-probs under pi_{theta_i} (no gradient).
+        rewards: (B,) rewards (correctness plus any length reward).
+        group: (B,) prompt id of each response.
+        tau: regularisation strength.
+        baseline: "mean" (k1.5's choice) or "logmeanexp" (the exact tau log Z estimate).
+        lengths: (B,) response lengths in tokens, needed for ``length_normalize``.
+        length_normalize: use per-token mean log-probs (logp / |y|) in both terms, for long responses.
+
+    Returns:
+        loss (scalar) and metrics: advantage mean/abs-mean, log-ratio mean/abs-max, pg and reg terms.
+    """
+    if baseline == "mean":
+        rbar = group_mean(rewards, group)
+    elif baseline == "logmeanexp":
+        rbar = group_logmeanexp(rewards, group, tau)
+    else:
+        raise ValueError(f"kimi loss: baseline '{baseline}' is not 'mean' or 'logmeanexp'")
+    if length_normalize:
+        if lengths is None:
+            raise ValueError("kimi loss: length_normalize needs lengths")
+        logp, logp_ref = logp / lengths.clamp(min=1), logp_ref / lengths.clamp(min=1)
+    adv = (rewards - rbar).detach()  # (B,)
+    log_ratio = logp - logp_ref.detach()  # (B,)
+    pg = adv * logp
+    reg = 0.5 * tau * log_ratio ** 2
+    loss = -(pg - reg).mean()
+    return LossOutput(loss, {
+        "adv_mean": float(adv.mean()), "adv_abs_mean": float(adv.abs().mean()),
+        "log_ratio_mean": float(log_ratio.detach().mean()), "log_ratio_abs_max": float(log_ratio.detach().abs().max()),
+        "pg_term": float(pg.detach().mean()), "reg_term": float(reg.detach().mean()),
+    })

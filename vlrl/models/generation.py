@@ -28,6 +28,8 @@ class SamplingParams:
     top_p: float = 1.0
     num_samples: int = 1
     stop_token_ids: list[int] = field(default_factory=list)
+    repeat_max_period: int = 0  # > 0: stop a row whose last tokens repeat a block of <= this many tokens
+    repeat_times: int = 4  # ... this many times in a row (finish reason "repeat")
 
 
 @dataclass
@@ -37,7 +39,8 @@ class GenerationOutput:
     Attributes:
         tokens: generated ids per row, the stop token included when there was one.
         logprobs: log pi(token) under the model (temperature 1, no top-p) per generated token.
-        finish_reasons: "stop" (a stop token) or "length" (max_new_tokens reached).
+        finish_reasons: "stop" (a stop token), "repeat" (a repeated n-gram loop was cut) or "length"
+            (max_new_tokens reached).
         prompt_index: the prompt row each output row belongs to.
     """
 
@@ -49,6 +52,14 @@ class GenerationOutput:
     @property
     def num_tokens(self) -> int:
         return sum(len(t) for t in self.tokens)
+
+
+def is_looping(seq: list[int], max_period: int, times: int) -> bool:
+    """True if ``seq`` ends with some block of 1..max_period tokens repeated ``times`` times in a row."""
+    for p in range(1, max_period + 1):
+        if len(seq) >= p * times and seq[-p * times:] == seq[-p:] * times:
+            return True
+    return False
 
 
 def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
@@ -64,6 +75,14 @@ def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
         sorted_p = sorted_p.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _loop_mask(history: list[list[int]], rows: torch.Tensor, tok: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    out = torch.zeros(len(rows), dtype=torch.bool, device=tok.device)
+    for i, (r, t) in enumerate(zip(rows.tolist(), tok.tolist())):
+        history[r].append(t)
+        out[i] = is_looping(history[r], params.repeat_max_period, params.repeat_times)
+    return out
 
 
 @torch.no_grad()
@@ -99,6 +118,8 @@ def generate(
     lps = torch.zeros((n_rows, params.max_new_tokens), dtype=torch.float32, device=logits.device)
     lengths = torch.zeros(n_rows, dtype=torch.long, device=logits.device)
     stopped = torch.zeros(n_rows, dtype=torch.bool, device=logits.device)
+    looped = torch.zeros(n_rows, dtype=torch.bool, device=logits.device)
+    history: list[list[int]] = [[] for _ in range(n_rows)] if params.repeat_max_period else []
     for step in range(params.max_new_tokens):
         tok = sample_next(logits, params.temperature, params.top_p, generator)
         toks[rows, step] = tok
@@ -108,6 +129,10 @@ def generate(
             on_tokens(rows, tok)
         done = torch.isin(tok, stop)
         stopped[rows[done]] = True
+        if history:
+            loop = _loop_mask(history, rows, tok, params)
+            looped[rows[loop & ~done]] = True
+            done = done | loop
         keep = (~done).nonzero().squeeze(-1)
         if keep.numel() == 0 or step == params.max_new_tokens - 1:
             break
@@ -123,6 +148,6 @@ def generate(
     return GenerationOutput(
         tokens=[toks_l[r][: lengths_l[r]] for r in range(n_rows)],
         logprobs=[lps_l[r][: lengths_l[r]] for r in range(n_rows)],
-        finish_reasons=["stop" if s else "length" for s in stopped.tolist()],
+        finish_reasons=["stop" if s else "repeat" if r else "length" for s, r in zip(stopped.tolist(), looped.tolist())],
         prompt_index=[r // k for r in range(n_rows)],
     )

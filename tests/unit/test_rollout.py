@@ -1,0 +1,100 @@
+import pytest
+import torch
+
+from processors import collate_generation
+from vlrl.data.synth import generate as synth
+from vlrl.models import SamplingParams, generate
+from vlrl.models.generation import is_looping
+from vlrl.rollout import ReplayBuffer, RolloutConfig, rollout
+
+
+def test_loop_detection_by_hand():
+    assert is_looping([1, 2, 3, 3, 3, 3], max_period=2, times=4)
+    assert is_looping([9, 1, 2, 1, 2, 1, 2, 1, 2], max_period=2, times=4)
+    assert not is_looping([1, 2, 1, 2, 1, 2, 1, 3], max_period=2, times=4)
+    assert not is_looping([1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3], max_period=2, times=4)  # period 3 > 2
+
+
+class forced_token:
+    """Bias the LM head so that greedy decoding always picks ``token`` (or, with a negative ``value``,
+    never picks it)."""
+
+    def __init__(self, model, token, value=1e4):
+        self.model, self.token, self.value = model, token, value
+
+    def __enter__(self):
+        bias = torch.zeros(self.model.llm.lm_head.weight.shape[0])
+        bias[self.token] = self.value
+        self.model.llm.lm_head.bias = torch.nn.Parameter(bias)
+
+    def __exit__(self, *a):
+        self.model.llm.lm_head.bias = None
+
+
+def test_repeat_detection_stops_a_looping_sample(tiny):
+    model, proc = tiny
+    batch = collate_generation([proc.encode(synth("shapes", 1)[0])], proc.pad_token_id)
+    with forced_token(model, 10):
+        out = generate(model, batch, SamplingParams(max_new_tokens=50, repeat_max_period=2, repeat_times=4),
+                       proc.eos_token_id)
+        free = generate(model, batch, SamplingParams(max_new_tokens=50), proc.eos_token_id)
+    assert out.tokens == [[10, 10, 10, 10]] and out.finish_reasons == ["repeat"]
+    assert len(free.tokens[0]) == 50 and free.finish_reasons == ["length"]
+
+
+@pytest.fixture(scope="module")
+def talkative():
+    """A tiny model trained for 30 steps, so that greedy decoding writes varied text, not one repeated token."""
+    from processors import collate_sft
+    from tests.conftest import tiny_model_config
+    from vlrl.models import build_vlm
+
+    torch.manual_seed(0)
+    model, proc = build_vlm(tiny_model_config())
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    data = synth("shapes", 16, seed=1, style="long") + synth("arithmetic", 16, seed=1, style="long")
+    batch = collate_sft([proc.encode(s, s.response) for s in data], proc.pad_token_id)
+    for _ in range(30):
+        model(batch).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    return model.eval(), proc
+
+
+def test_partial_trajectory_continues_across_iterations_with_right_tokens_and_masks(talkative):
+    model, proc = talkative
+    prompts = synth("shapes", 2, seed=3)
+    cfg = RolloutConfig(k=2, temperature=0.0, max_response_tokens=8, budget=3, max_age=3, repeat_max_period=0)
+    buf = ReplayBuffer(max_age=cfg.max_age)
+    with forced_token(model, proc.eos_token_id, -1e4):  # no early EOS: every response needs all 8 tokens
+        full = generate(model, collate_generation([proc.encode(p) for p in prompts], proc.pad_token_id),
+                        SamplingParams(max_new_tokens=8), proc.eos_token_id).tokens  # uninterrupted greedy
+        assert rollout(model, proc, prompts, buf, 0, cfg) == [] and len(buf) == 4
+        assert all(len(t.tokens) == 3 for t in buf.items)
+        assert rollout(model, proc, [], buf, 1, cfg) == [] and len(buf) == 4
+        done = rollout(model, proc, [], buf, 2, cfg)
+    assert all(len(set(t)) > 1 for t in full)  # a non-trivial continuation, not one repeated token
+    assert len(done) == 4 and len(buf) == 0
+    for t in done:
+        p = prompts.index(t.sample)
+        assert t.tokens == full[p]  # 3 + 3 + 2 tokens written by three iterations = the straight answer
+        assert [(s.start, s.end, s.iteration) for s in t.segments] == [(0, 3, 0), (3, 6, 1), (6, 8, 2)]
+        assert t.finish == "max_length"
+        assert t.loss_mask(2, mask_old_segments=True) == [False] * 6 + [True] * 2
+        assert t.loss_mask(2, mask_old_segments=False) == [True] * 8
+
+
+def test_buffer_drops_trajectories_older_than_max_age_and_round_trips(tiny):
+    model, proc = tiny
+    prompts = synth("arithmetic", 1, seed=5)
+    cfg = RolloutConfig(k=3, temperature=1.0, max_response_tokens=50, budget=2, max_age=1, repeat_max_period=0)
+    buf = ReplayBuffer(max_age=1)
+    with forced_token(model, 10):  # never EOS: every trajectory is cut by the budget
+        rollout(model, proc, prompts, buf, 0, cfg, torch.Generator().manual_seed(0))
+        assert len(buf) == 3
+        state = buf.state_dict()
+        again = ReplayBuffer()
+        again.load_state_dict(state, {p.id: p for p in prompts})
+        assert [t.tokens for t in again.items] == [t.tokens for t in buf.items]
+        rollout(model, proc, [], buf, 1, cfg)  # age 2 > max_age 1: dropped, counted
+    assert len(buf) == 0 and buf.expired == 3

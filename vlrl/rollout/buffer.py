@@ -1,0 +1,84 @@
+"""Trajectories and the partial-rollout replay buffer (k1.5 §2.6.2).
+
+A trajectory's response may be written over several iterations: each iteration it gets at most
+``budget`` new tokens; if it has not finished, it waits in the replay buffer and is continued, under the
+then-current policy, in the next iteration. ``segments`` records which iteration wrote which tokens so
+the loss can exclude segments written by older policies while keeping them as context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vlrl.types import Sample
+
+
+@dataclass
+class Segment:
+    start: int  # token offset in the response
+    end: int
+    iteration: int  # the iteration (policy) that generated these tokens
+
+
+@dataclass
+class Trajectory:
+    """One response to one prompt, possibly written in several segments.
+
+    Attributes:
+        finish: None while unfinished; then "stop" (EOS), "repeat" (loop cut), "max_length" (the total
+            response cap), or "expired" (waited in the buffer longer than the maximum age).
+        started: the iteration it was started in.
+    """
+
+    sample: Sample
+    tokens: list[int] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+    finish: str | None = None
+    started: int = 0
+
+    def add_segment(self, tokens: list[int], iteration: int) -> None:
+        if tokens:
+            self.segments.append(Segment(len(self.tokens), len(self.tokens) + len(tokens), iteration))
+            self.tokens = self.tokens + list(tokens)
+
+    def loss_mask(self, iteration: int, mask_old_segments: bool) -> list[bool]:
+        """Per response token: does it count in the loss? Older segments are context only when masked."""
+        mask = [True] * len(self.tokens)
+        if mask_old_segments:
+            for seg in self.segments:
+                if seg.iteration != iteration:
+                    mask[seg.start : seg.end] = [False] * (seg.end - seg.start)
+        return mask
+
+
+class ReplayBuffer:
+    """Unfinished trajectories waiting to be continued; each keeps at most ``max_age`` iterations."""
+
+    def __init__(self, max_age: int = 2) -> None:
+        self.max_age = max_age
+        self.items: list[Trajectory] = []
+        self.expired = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def put(self, traj: Trajectory, iteration: int) -> None:
+        if iteration - traj.started + 1 > self.max_age:
+            traj.finish = "expired"
+            self.expired += 1
+            return
+        self.items.append(traj)
+
+    def take_all(self) -> list[Trajectory]:
+        items, self.items = self.items, []
+        return items
+
+    def state_dict(self) -> dict:
+        return {"max_age": self.max_age, "expired": self.expired,
+                "items": [{"sample_id": t.sample.id, "tokens": t.tokens, "started": t.started,
+                           "segments": [[s.start, s.end, s.iteration] for s in t.segments]} for t in self.items]}
+
+    def load_state_dict(self, state: dict, samples_by_id: dict[str, Sample]) -> None:
+        self.max_age, self.expired = state["max_age"], state["expired"]
+        self.items = [Trajectory(samples_by_id[d["sample_id"]], list(d["tokens"]),
+                                 [Segment(*s) for s in d["segments"]], None, d["started"]) for d in state["items"]]

@@ -55,9 +55,12 @@ def test_losses_and_rewards_registries_honour_their_protocols():
     from vlrl.rewards import REWARDS, RewardResult
     from vlrl.types import Sample
 
-    assert "sft" in LOSSES.keys() and {"exact_match", "math"} <= set(REWARDS.keys())
-    out = LOSSES.build("sft", logits=torch.zeros(1, 3, 5), labels=torch.tensor([[-100, 2, 4]]))
-    assert isinstance(out, LossOutput) and out.loss.ndim == 0
+    assert {"kimi", "grpo", "rloo"} <= set(LOSSES.keys()) and {"exact_match", "math"} <= set(REWARDS.keys())
+    tl = torch.randn(4, 3, requires_grad=True)
+    for name in LOSSES.keys():
+        out = LOSSES.build(name, token_logp=tl, ref_token_logp=tl.detach(), mask=torch.ones(4, 3, dtype=torch.bool),
+                           rewards=torch.tensor([1.0, 0.0, 1.0, 1.0]), group=torch.tensor([0, 0, 1, 1]))
+        assert isinstance(out, LossOutput) and out.loss.ndim == 0 and out.loss.requires_grad, name
     s = Sample(id="s", question="q", answer="4")
     for name in REWARDS.keys():
         r = REWARDS.build(name)("so... Answer: 4", s)
@@ -66,14 +69,14 @@ def test_losses_and_rewards_registries_honour_their_protocols():
 
 def test_sft_loss_by_hand():
     import math
-    from vlrl.algos import LOSSES
+    from vlrl.algos.sft import sft_loss
     # uniform logits over V=4: every labelled token costs log 4; two labelled targets -> mean log 4
-    out = LOSSES.build("sft", logits=torch.zeros(1, 3, 4), labels=torch.tensor([[-100, 1, 3]]))
+    out = sft_loss(logits=torch.zeros(1, 3, 4), labels=torch.tensor([[-100, 1, 3]]))
     assert abs(out.loss.item() - math.log(4)) < 1e-6 and out.metrics["tokens"] == 2
     # a confident correct prediction at the one labelled position: logit 10 on the target, 0 elsewhere
     logits = torch.zeros(1, 2, 3)
     logits[0, 0, 2] = 10.0
-    out = LOSSES.build("sft", logits=logits, labels=torch.tensor([[-100, 2]]))
+    out = sft_loss(logits=logits, labels=torch.tensor([[-100, 2]]))
     expected = -(10 - math.log(math.exp(10) + 2))
     assert abs(out.loss.item() - expected) < 1e-6
 

@@ -10,6 +10,13 @@ from vlrl.algos.group import group_logmeanexp, group_mean, group_std
 from vlrl.rewards.length import length_penalty_weight, length_reward
 
 
+def seq(values, requires_grad=False):
+    """Sequence log-probs as one-token responses: (B,) -> token_logp (B, 1) and an all-true mask."""
+    t = torch.tensor(values).reshape(-1, 1)
+    t.requires_grad_(requires_grad)
+    return t, torch.ones_like(t, dtype=torch.bool)
+
+
 def test_group_statistics():
     v, g = torch.tensor([1.0, 0.0, 1.0, 1.0]), torch.tensor([7, 7, 3, 3])
     assert group_mean(v, g).tolist() == [0.5, 0.5, 1.0, 1.0]
@@ -24,37 +31,40 @@ def test_kimi_loss_by_hand():
     # logp [-2, -3, -1, -4], logp_ref [-2.5, -3, -1, -3] -> log-ratio [0.5, 0, 0, -1]; tau = 0.5
     # pg = adv * logp = [-1, 1.5, 0, 0] (sum 0.5); reg = tau/2 * ratio^2 = [0.0625, 0, 0, 0.25] (sum 0.3125)
     # loss = -(1/4) * (0.5 - 0.3125) = -0.046875
-    logp = torch.tensor([-2.0, -3.0, -1.0, -4.0], requires_grad=True)
-    out = LOSSES.build("kimi", logp=logp, logp_ref=torch.tensor([-2.5, -3.0, -1.0, -3.0]),
+    logp, mask = seq([-2.0, -3.0, -1.0, -4.0], requires_grad=True)
+    out = LOSSES.build("kimi", token_logp=logp, ref_token_logp=seq([-2.5, -3.0, -1.0, -3.0])[0], mask=mask,
                        rewards=torch.tensor([1.0, 0.0, 1.0, 1.0]), group=torch.tensor([0, 0, 1, 1]), tau=0.5)
     assert out.loss.item() == pytest.approx(-0.046875)
     out.loss.backward()
     # d loss / d logp_j = -(1/4) * (adv_j - tau * ratio_j) = [-(0.5 - 0.25)/4, 0.5/4, 0, -(0 + 0.5)/4]
-    assert logp.grad.tolist() == pytest.approx([-0.0625, 0.125, 0.0, -0.125])
+    assert logp.grad.flatten().tolist() == pytest.approx([-0.0625, 0.125, 0.0, -0.125])
 
 
 def test_kimi_first_step_is_reinforce_with_mean_baseline():
     """logp == logp_ref (the iteration's first step): the squared term and its gradient vanish."""
-    logp = torch.tensor([-1.0, -2.0, -3.0], requires_grad=True)
-    out = LOSSES.build("kimi", logp=logp, logp_ref=logp.detach().clone(), rewards=torch.tensor([1.0, 0.0, 0.0]),
-                       group=torch.zeros(3, dtype=torch.long), tau=0.3)
+    logp, mask = seq([-1.0, -2.0, -3.0], requires_grad=True)
+    out = LOSSES.build("kimi", token_logp=logp, ref_token_logp=logp.detach().clone(), mask=mask,
+                       rewards=torch.tensor([1.0, 0.0, 0.0]), group=torch.zeros(3, dtype=torch.long), tau=0.3)
     out.loss.backward()
     adv = torch.tensor([2 / 3, -1 / 3, -1 / 3])
     assert out.metrics["reg_term"] == 0.0 and out.metrics["log_ratio_abs_max"] == 0.0
-    assert logp.grad.tolist() == pytest.approx((-adv / 3).tolist())
+    assert logp.grad.flatten().tolist() == pytest.approx((-adv / 3).tolist())
 
 
 def test_kimi_logmeanexp_baseline_and_length_normalisation():
-    # group rewards [1, 0], tau 0.5: rbar = 0.716890 -> adv [0.283110, -0.716890]; logp / len = [-1, -1]
-    out = LOSSES.build("kimi", logp=torch.tensor([-2.0, -4.0]), logp_ref=torch.tensor([-2.0, -4.0]),
+    # group rewards [1, 0], tau 0.5: rbar = 0.716890 -> adv [0.283110, -0.716890]
+    # responses of 2 and 4 tokens with sequence log-probs -2 and -4 -> logp / len = [-1, -1]
+    tl = torch.tensor([[-1.0, -1.0, 0.0, 0.0], [-1.0, -1.0, -1.0, -1.0]])
+    mask = torch.tensor([[True, True, False, False], [True] * 4])
+    out = LOSSES.build("kimi", token_logp=tl, ref_token_logp=tl.clone(), mask=mask,
                        rewards=torch.tensor([1.0, 0.0]), group=torch.tensor([0, 0]), tau=0.5,
-                       baseline="logmeanexp", lengths=torch.tensor([2.0, 4.0]), length_normalize=True)
+                       baseline="logmeanexp", length_normalize=True)
     rbar = 0.5 * math.log((math.exp(2) + 1) / 2)
     expected = -((1 - rbar) * -1 + (0 - rbar) * -1) / 2
     assert out.loss.item() == pytest.approx(expected)
     with pytest.raises(ValueError):
-        LOSSES.build("kimi", logp=torch.zeros(2), logp_ref=torch.zeros(2), rewards=torch.zeros(2),
-                     group=torch.zeros(2), baseline="max")
+        LOSSES.build("kimi", token_logp=torch.zeros(2, 1), ref_token_logp=torch.zeros(2, 1),
+                     mask=torch.ones(2, 1, dtype=torch.bool), rewards=torch.zeros(2), group=torch.zeros(2), baseline="max")
 
 
 def test_grpo_loss_by_hand():
@@ -64,22 +74,23 @@ def test_grpo_loss_by_hand():
     # loss = mean(-1.05, 1.1) = 0.025; clipped tokens: row 0 token 0 only -> 1/3
     tl = torch.tensor([[math.log(1.5), math.log(0.9)], [math.log(1.1), 5.0]])
     mask = torch.tensor([[True, True], [True, False]])
-    out = LOSSES.build("grpo", token_logp=tl, old_token_logp=torch.zeros(2, 2), mask=mask,
+    out = LOSSES.build("grpo", token_logp=tl, ref_token_logp=torch.zeros(2, 2), mask=mask,
                        rewards=torch.tensor([1.0, 0.0]), group=torch.tensor([0, 0]), eps=0.0)
     assert out.loss.item() == pytest.approx(0.025, abs=1e-6) and out.metrics["clip_frac"] == pytest.approx(1 / 3)
-    # k3 KL against a reference with log-prob 0 on row 1 token 0: d = -ln 1.1 -> e^d - d - 1 = 0.0044017
-    ref = tl.clone()
-    ref[1, 0] = 0.0
-    out = LOSSES.build("grpo", token_logp=tl, old_token_logp=torch.zeros(2, 2), mask=mask, rewards=torch.tensor([1.0, 0.0]),
-                       group=torch.tensor([0, 0]), eps=0.0, kl_coef=1.0, ref_token_logp=ref)
-    kl = 1 / 1.1 + math.log(1.1) - 1
-    assert out.loss.item() == pytest.approx(0.025 + kl / 2, abs=1e-6)
+    # the k3 KL to the same reference (log-probs 0), coefficient 1, per token e^d - d - 1 with d = -logp:
+    # row 0: (1/1.5 + ln 1.5 - 1 + 1/0.9 + ln 0.9 - 1) / 2 tokens; row 1: 1/1.1 + ln 1.1 - 1
+    k3 = lambda r: 1 / r + math.log(r) - 1  # noqa: E731
+    out = LOSSES.build("grpo", token_logp=tl, ref_token_logp=torch.zeros(2, 2), mask=mask, rewards=torch.tensor([1.0, 0.0]),
+                       group=torch.tensor([0, 0]), eps=0.0, kl_coef=1.0)
+    kl = ((k3(1.5) + k3(0.9)) / 2 + k3(1.1)) / 2
+    assert out.loss.item() == pytest.approx(0.025 + kl, abs=1e-6)
 
 
 def test_rloo_loss_by_hand():
     # rewards [1, 0, 0]: leave-one-out advantages [1 - 0, 0 - 0.5, 0 - 0.5] = [1, -0.5, -0.5]
     # logp [-1, -2, -3] -> loss = -mean(-1, 1, 1.5) = -0.5
-    out = LOSSES.build("rloo", logp=torch.tensor([-1.0, -2.0, -3.0]), rewards=torch.tensor([1.0, 0.0, 0.0]),
+    logp, mask = seq([-1.0, -2.0, -3.0])
+    out = LOSSES.build("rloo", token_logp=logp, ref_token_logp=logp, mask=mask, rewards=torch.tensor([1.0, 0.0, 0.0]),
                        group=torch.zeros(3, dtype=torch.long))
     assert out.loss.item() == pytest.approx(-0.5)
 

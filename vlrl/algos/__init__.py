@@ -1,8 +1,7 @@
 """Losses and pure math. LOSSES maps a name to a pure tensor function returning (loss, metrics)."""
 
-from vlrl.algos.base import LOSSES, LossFn, LossOutput
+from vlrl.algos.base import LOSSES, LossFn, LossOutput, sequence_logp
 from vlrl.algos import grpo as _grpo  # noqa: F401  (registers "grpo", "rloo")
 from vlrl.algos import kimi as _kimi  # noqa: F401  (registers "kimi")
-from vlrl.algos import sft as _sft  # noqa: F401  (registers "sft")
 
-__all__ = ["LOSSES", "LossFn", "LossOutput"]
+__all__ = ["LOSSES", "LossFn", "LossOutput", "sequence_logp"]

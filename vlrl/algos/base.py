@@ -1,8 +1,17 @@
 """The LOSSES registry and its protocol.
 
-A loss is a pure function of tensors (no model, no optimizer): it takes keyword tensors and returns a
-:class:`LossOutput` with a scalar ``loss`` to minimise and float ``metrics`` to log. Being pure, each is
-unit-tested against hand-computed numbers.
+An RL loss is a pure function of tensors (no model, no optimizer) with one call signature::
+
+    loss_fn(token_logp, ref_token_logp, mask, rewards, group, **hyperparameters) -> LossOutput
+
+    token_logp      (B, T) log-probs of the response tokens under the current policy (differentiable)
+    ref_token_logp  (B, T) the same under pi_{theta_i}, the policy that sampled them (no gradient)
+    mask            (B, T) bool, the tokens that count in the loss
+    rewards         (B,)   scalar reward per response
+    group           (B,)   prompt id per response (its k responses share one)
+
+Each loss reduces to what it needs (sequence sums, per-token ratios) and returns a scalar ``loss`` to
+minimise and float ``metrics`` to log; each is unit-tested against hand-computed numbers.
 """
 
 from __future__ import annotations
@@ -22,7 +31,13 @@ class LossOutput:
 
 
 class LossFn(Protocol):
-    def __call__(self, **tensors: torch.Tensor) -> LossOutput: ...
+    def __call__(self, token_logp: torch.Tensor, ref_token_logp: torch.Tensor, mask: torch.Tensor,
+                 rewards: torch.Tensor, group: torch.Tensor, **hyper) -> LossOutput: ...
+
+
+def sequence_logp(token_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) token log-probs, (B, T) mask -> (B,) sum over the masked tokens."""
+    return (token_logp * mask.to(token_logp.dtype)).sum(-1)
 
 
 LOSSES: Registry[LossFn] = Registry("loss", "vlrl.losses")

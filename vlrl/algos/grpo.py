@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import torch
 
-from vlrl.algos.base import LOSSES, LossOutput
+from vlrl.algos.base import LOSSES, LossOutput, sequence_logp
 from vlrl.algos.group import group_count, group_mean, group_std
 
 
 @LOSSES.register("grpo")
-def grpo_loss(token_logp: torch.Tensor, old_token_logp: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor,
-              group: torch.Tensor, clip_eps: float = 0.2, kl_coef: float = 0.0,
-              ref_token_logp: torch.Tensor | None = None, eps: float = 1e-6) -> LossOutput:
-    """Args:
-        token_logp, old_token_logp, ref_token_logp: (B, T) token log-probs (current; at sampling time;
-            reference policy for the KL), aligned with ``mask`` (B, T) bool marking response tokens.
-        rewards, group: (B,).
-    """
+def grpo_loss(token_logp: torch.Tensor, ref_token_logp: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor,
+              group: torch.Tensor, clip_eps: float = 0.2, kl_coef: float = 0.0, eps: float = 1e-6) -> LossOutput:
+    """Args (shapes in ``vlrl/algos/base.py``): ``ref_token_logp`` are the sampling-time log-probs, used
+    both as pi_old in the ratio and as the KL reference (the policy at the start of the iteration)."""
+    old_token_logp = ref_token_logp
     adv = ((rewards - group_mean(rewards, group)) / (group_std(rewards, group) + eps)).detach()  # (B,)
     m = mask.to(token_logp.dtype)
     ratio = torch.exp((token_logp - old_token_logp.detach()) * m)  # (B, T); 1 outside the mask
@@ -33,8 +30,6 @@ def grpo_loss(token_logp: torch.Tensor, old_token_logp: torch.Tensor, mask: torc
     per_tok = -surr
     kl = torch.zeros_like(per_tok)
     if kl_coef > 0:
-        if ref_token_logp is None:
-            raise ValueError("grpo loss: kl_coef > 0 needs ref_token_logp")
         d = (ref_token_logp.detach() - token_logp) * m
         kl = torch.exp(d) - d - 1
         per_tok = per_tok + kl_coef * kl
@@ -46,8 +41,10 @@ def grpo_loss(token_logp: torch.Tensor, old_token_logp: torch.Tensor, mask: torc
 
 
 @LOSSES.register("rloo")
-def rloo_loss(logp: torch.Tensor, rewards: torch.Tensor, group: torch.Tensor) -> LossOutput:
-    """Args: logp (B,) sequence log-probs (differentiable); rewards, group (B,). Groups need k >= 2."""
+def rloo_loss(token_logp: torch.Tensor, ref_token_logp: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor,
+              group: torch.Tensor) -> LossOutput:
+    """Args (shapes in ``vlrl/algos/base.py``); groups need k >= 2. Uses sequence log-probs."""
+    logp = sequence_logp(token_logp, mask)
     k = group_count(group).to(rewards.dtype)
     if (k < 2).any():
         raise ValueError("rloo loss: every prompt needs at least 2 responses")

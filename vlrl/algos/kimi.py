@@ -20,22 +20,16 @@ from __future__ import annotations
 
 import torch
 
-from vlrl.algos.base import LOSSES, LossOutput
+from vlrl.algos.base import LOSSES, LossOutput, sequence_logp
 from vlrl.algos.group import group_logmeanexp, group_mean
 
 
 @LOSSES.register("kimi")
-def kimi_loss(logp: torch.Tensor, logp_ref: torch.Tensor, rewards: torch.Tensor, group: torch.Tensor,
-              tau: float = 0.1, baseline: str = "mean", lengths: torch.Tensor | None = None,
-              length_normalize: bool = False) -> LossOutput:
-    """Args:
-        logp: (B,) sequence log-probs under the current policy (differentiable).
-        logp_ref: (B,) sequence log-probs under pi_{theta_i} (no gradient).
-        rewards: (B,) rewards (correctness plus any length reward).
-        group: (B,) prompt id of each response.
+def kimi_loss(token_logp: torch.Tensor, ref_token_logp: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor,
+              group: torch.Tensor, tau: float = 0.1, baseline: str = "mean", length_normalize: bool = False) -> LossOutput:
+    """Args (shapes in ``vlrl/algos/base.py``):
         tau: regularisation strength.
         baseline: "mean" (k1.5's choice) or "logmeanexp" (the exact tau log Z estimate).
-        lengths: (B,) response lengths in tokens, needed for ``length_normalize``.
         length_normalize: use per-token mean log-probs (logp / |y|) in both terms, for long responses.
 
     Returns:
@@ -47,10 +41,10 @@ def kimi_loss(logp: torch.Tensor, logp_ref: torch.Tensor, rewards: torch.Tensor,
         rbar = group_logmeanexp(rewards, group, tau)
     else:
         raise ValueError(f"kimi loss: baseline '{baseline}' is not 'mean' or 'logmeanexp'")
+    logp, logp_ref = sequence_logp(token_logp, mask), sequence_logp(ref_token_logp, mask)  # (B,)
     if length_normalize:
-        if lengths is None:
-            raise ValueError("kimi loss: length_normalize needs lengths")
-        logp, logp_ref = logp / lengths.clamp(min=1), logp_ref / lengths.clamp(min=1)
+        lengths = mask.sum(-1).clamp(min=1).to(logp.dtype)
+        logp, logp_ref = logp / lengths, logp_ref / lengths
     adv = (rewards - rbar).detach()  # (B,)
     log_ratio = logp - logp_ref.detach()  # (B,)
     pg = adv * logp

@@ -1,16 +1,16 @@
-"""Supervised cross-entropy on response tokens."""
+"""Supervised cross-entropy on response tokens (used by the supervised stages directly; not an RL loss, so
+not in LOSSES)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from vlrl.algos.base import LOSSES, LossOutput
+from vlrl.algos.base import LossOutput
 
 IGNORE_INDEX = -100
 
 
-@LOSSES.register("sft")
 def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> LossOutput:
     """Mean next-token cross-entropy over the labelled (response) tokens of the batch.
 

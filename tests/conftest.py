@@ -45,3 +45,25 @@ def saved_tiny(tmp_path_factory):
     model, processor = build_vlm(tiny_model_config())
     save_pretrained(model, processor, d)
     return d
+
+
+@pytest.fixture(scope="session")
+def sft_tiny(tmp_path_factory):
+    """A saved tiny model after 40 SFT steps on direct answers to easy problems: it answers in the right
+    format, stops, and is right sometimes, so RL rewards vary within a group."""
+    from processors import collate_sft
+    from vlrl.data.synth import generate
+    from vlrl.models import save_pretrained
+
+    torch.manual_seed(0)
+    model, proc = build_vlm(tiny_model_config())
+    data = generate("shapes", 32, seed=1, levels="1-2") + generate("arithmetic", 32, seed=1, levels="1")
+    batch = collate_sft([proc.encode(s, s.response) for s in data], proc.pad_token_id)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(40):
+        model(batch).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    d = tmp_path_factory.mktemp("sft_tiny")
+    save_pretrained(model, proc, d)
+    return d

@@ -3,6 +3,7 @@
     vlrl data synth --task shapes --n 200 --out data/shapes     synthetic data (JSONL + PNG)
     vlrl align --config configs/tiny/align.yaml [k=v ...]       image-description alignment (freezing schedule)
     vlrl warmup --config configs/tiny/warmup.yaml [k=v ...]     supervised (long-CoT warm-up) training
+    vlrl rl --config configs/tiny/rl.yaml [k=v ...]             RL (k1.5 mirror descent, partial rollouts)
     vlrl warmup-data --synth shapes --n 1000 --out D            verified long-CoT traces (or --model: rejection sampling)
     vlrl eval --model DIR --data SRC [--n 8 --temperature 1]    pass@k / maj@k per modality, difficulty
     vlrl infer --model DIR --image x.png --question "..."       answer a question (streamed)
@@ -198,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synth(sub)
     _stage(sub, "align", "vision-language alignment on image descriptions (freezing schedule)", *STAGES["align"])
     _stage(sub, "warmup", "supervised training on responses (long-CoT warm-up SFT)", *STAGES["warmup"])
+    _stage(sub, "rl", "RL: Kimi k1.5 online mirror descent (or grpo / rloo), partial rollouts, length penalty",
+           *STAGES["rl"])
 
     _add_warmup_data(sub)
     _add_eval(sub)

@@ -93,6 +93,10 @@ def test_rloo_loss_by_hand():
     out = LOSSES.build("rloo", token_logp=logp, ref_token_logp=logp, mask=mask, rewards=torch.tensor([1.0, 0.0, 0.0]),
                        group=torch.zeros(3, dtype=torch.long))
     assert out.loss.item() == pytest.approx(-0.5)
+    # a prompt with one response has no leave-one-out baseline: advantage 0, loss 0
+    logp, mask = seq([-1.0])
+    assert LOSSES.build("rloo", token_logp=logp, ref_token_logp=logp, mask=mask, rewards=torch.tensor([1.0]),
+                        group=torch.zeros(1, dtype=torch.long)).loss.item() == 0.0
 
 
 def test_length_reward_matches_the_paper():

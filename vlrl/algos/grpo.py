@@ -43,10 +43,10 @@ def grpo_loss(token_logp: torch.Tensor, ref_token_logp: torch.Tensor, mask: torc
 @LOSSES.register("rloo")
 def rloo_loss(token_logp: torch.Tensor, ref_token_logp: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor,
               group: torch.Tensor) -> LossOutput:
-    """Args (shapes in ``vlrl/algos/base.py``); groups need k >= 2. Uses sequence log-probs."""
+    """Args (shapes in ``vlrl/algos/base.py``). Uses sequence log-probs. A prompt with a single finished
+    response this iteration (possible with partial rollouts) has no leave-one-out baseline: advantage 0."""
     logp = sequence_logp(token_logp, mask)
     k = group_count(group).to(rewards.dtype)
-    if (k < 2).any():
-        raise ValueError("rloo loss: every prompt needs at least 2 responses")
-    adv = (k / (k - 1) * (rewards - group_mean(rewards, group))).detach()
+    scale = torch.where(k > 1, k / (k - 1).clamp(min=1), torch.zeros_like(k))
+    adv = (scale * (rewards - group_mean(rewards, group))).detach()
     return LossOutput(-(adv * logp).mean(), {"adv_abs_mean": float(adv.abs().mean())})

@@ -10,6 +10,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "align": ("vlrl.stages.align", "AlignConfig"),
     "warmup": ("vlrl.stages.warmup", "WarmupConfig"),
     "eval": ("vlrl.stages.evaluate", "EvalConfig"),
+    "rl": ("vlrl.stages.rl", "RLConfig"),
 }
 
 

@@ -1,0 +1,22 @@
+"""Trajectories -> a scoring batch whose response mask covers only the tokens that count in the loss."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from processors.collate import Batch, collate_scoring
+from processors.processor import MultimodalProcessor
+from vlrl.rollout.buffer import Trajectory
+
+
+def scoring_batch(processor: MultimodalProcessor, trajs: Sequence[Trajectory], iteration: int,
+                  mask_old_segments: bool) -> Batch:
+    """Prompt + full response (all segments) as context; ``response_mask`` is False on the prompt, the
+    padding and, with ``mask_old_segments``, on tokens written by earlier iterations' policies."""
+    enc = [processor.encode(t.sample, t.tokens, add_eos=False) for t in trajs]
+    batch = collate_scoring(enc, processor.pad_token_id)
+    for i, (e, t) in enumerate(zip(enc, trajs)):
+        for j, keep in enumerate(t.loss_mask(iteration, mask_old_segments)):
+            if not keep:
+                batch.response_mask[i, e.prompt_len + j] = False
+    return batch

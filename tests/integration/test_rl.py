@@ -31,7 +31,7 @@ def test_rl_iterations_run_and_change_the_parameters(sft_tiny, tmp_path, loss):
     before, after = load_file(str(sft_tiny / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert any(not torch.equal(before[k], after[k]) for k in before)
     r = rows(out)
-    assert len(r) == 3
+    assert len(r) == 3 and (out / "curves.png").exists()
     for key in ("reward", "accuracy", "length_mean", "length_p95", "entropy", "grad_norm", "zero_variance_groups",
                 "buffer", "tokens_per_s", "time_rollout", "time_reward", "time_train", "accuracy/image"):
         assert key in r[-1], key

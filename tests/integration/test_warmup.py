@@ -27,7 +27,7 @@ def test_warmup_lowers_the_loss_and_saves_a_loadable_model(tmp_path):
     out = warmup.main(warmup_cfg(tmp_path / "w", "phases=[{steps: 40}]", "optim.lr=3e-3"))
     ls = losses(out)
     assert sum(ls[s] for s in range(36, 41)) / 5 < 0.5 * ls[1]
-    assert (out / "config.yaml").exists() and (out / "model.safetensors").exists()
+    assert (out / "config.yaml").exists() and (out / "model.safetensors").exists() and (out / "curves.png").exists()
     from vlrl import Predictor
     assert isinstance(Predictor.load(str(out), device="cpu").answer("What is 1 + 2?", max_new_tokens=4), str)
 

@@ -62,8 +62,13 @@ def test_losses_and_rewards_registries_honour_their_protocols():
                            rewards=torch.tensor([1.0, 0.0, 1.0, 1.0]), group=torch.tensor([0, 0, 1, 1]))
         assert isinstance(out, LossOutput) and out.loss.ndim == 0 and out.loss.requires_grad, name
     s = Sample(id="s", question="q", answer="4")
+    class FakeCritic:  # a Predictor stand-in: the critic's reply
+        def answer(self, prompt, images, max_new_tokens):
+            return 'It matches. {"correct": true}'
+
+    needs = {"critic": {"model": FakeCritic()}, "router": {"default": {"name": "math"}}}
     for name in REWARDS.keys():
-        r = REWARDS.build(name)("so... Answer: 4", s)
+        r = REWARDS.build(name, **needs.get(name, {}))("so... Answer: 4", s)
         assert isinstance(r, RewardResult) and isinstance(r.reward, float)
 
 

@@ -1,7 +1,9 @@
 """Rewards. ``REWARDS.build(name, **kwargs)`` gives a function (response text, sample) -> RewardResult."""
 
 from vlrl.rewards.base import REWARDS, RewardBuilder, RewardFn, RewardResult
+from vlrl.rewards import critic as _critic  # noqa: F401  (registers "critic")
 from vlrl.rewards import match as _match  # noqa: F401  (registers "exact_match")
+from vlrl.rewards import router as _router  # noqa: F401  (registers "router")
 from vlrl.rewards import verify as _verify  # noqa: F401  (registers "math")
 from vlrl.rewards.verify import AnswerVerifier
 

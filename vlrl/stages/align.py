@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import List
 
 from vlrl.config import save_config
+from vlrl.eval.curves import plot_curves
 from vlrl.models import save_pretrained
 from vlrl.trainer import PhaseConfig, SFTConfig, SFTTrainer, build_or_load, load_data
 from vlrl.training import SFTDataset, seed_everything
@@ -57,5 +58,6 @@ def main(cfg: AlignConfig) -> Path:
     model = trainer.fit()
     if trainer.accel.is_main_process and trainer.step >= sum(p.steps for p in cfg.phases):
         save_pretrained(model, processor, out)
-        print(f"[save] model -> {out}")
+        plot_curves(out / "metrics.jsonl", ("loss", "lr", "grad_norm"), out / "curves.png", "Alignment")
+        print(f"[save] model -> {out} (curves: {out / 'curves.png'})")
     return out

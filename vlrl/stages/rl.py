@@ -27,6 +27,7 @@ from vlrl.algos import LOSSES
 from vlrl.algos.sampling import CurriculumStage, SuccessTracker, sample_prompts
 from vlrl.checkpoint import latest_checkpoint, load_checkpoint_state, save_checkpoint
 from vlrl.config import OptimConfig, save_config
+from vlrl.eval.curves import plot_curves
 from vlrl.models import load_pretrained, save_pretrained
 from vlrl.rewards import REWARDS
 from vlrl.rewards.combine import score_trajectories
@@ -37,6 +38,10 @@ from vlrl.stages.evaluate import RewardConfig
 from vlrl.stages.warmup import final_eval
 from vlrl.trainer import load_data
 from vlrl.training import MetricsLog, build_optimizer, rng_state, seed_everything, set_rng_state
+
+
+CURVES = ("reward", "accuracy", "eval/overall", "eval/image", "eval/text", "eval/text_rendered", "length_mean",
+          "entropy", "log_ratio_abs_max", "grad_norm", "zero_variance_groups", "buffer")
 
 
 @dataclass
@@ -235,5 +240,6 @@ def main(cfg: RLConfig) -> Path:
         if cfg.save_every and (state.iteration % cfg.save_every == 0 or state.iteration == cfg.iterations):
             state.save(out, model, processor)
     save_pretrained(model, processor, out)
-    print(f"[save] model -> {out}")
+    plot_curves(out / "metrics.jsonl", CURVES, out / "curves.png", f"RL ({cfg.loss.name})")
+    print(f"[save] model -> {out} (curves: {out / 'curves.png'})")
     return out

@@ -19,6 +19,7 @@ from typing import List
 
 from vlrl.config import save_config
 from vlrl.eval import evaluate_samples, full_report, write_report
+from vlrl.eval.curves import plot_curves
 from vlrl.models import SamplingParams, save_pretrained
 from vlrl.rewards import REWARDS
 from vlrl.trainer import SFTConfig, SFTTrainer, build_or_load, load_data
@@ -55,7 +56,8 @@ def main(cfg: WarmupConfig) -> Path:
     model = trainer.fit()
     if trainer.accel.is_main_process and trainer.step >= sum(p.steps for p in cfg.phases):
         save_pretrained(model, processor, out)
-        print(f"[save] model -> {out}")
+        plot_curves(out / "metrics.jsonl", ("loss", "lr", "grad_norm", "tokens_per_s"), out / "curves.png", "Warm-up")
+        print(f"[save] model -> {out} (curves: {out / 'curves.png'})")
         if cfg.eval_sources:
             final_eval(model, processor, cfg.eval_sources, cfg.eval_max_new_tokens, out / "eval", "Warm-up")
     return out

@@ -98,3 +98,12 @@ def test_buffer_drops_trajectories_older_than_max_age_and_round_trips(tiny):
         assert [t.tokens for t in again.items] == [t.tokens for t in buf.items]
         rollout(model, proc, [], buf, 1, cfg)  # age 2 > max_age 1: dropped, counted
     assert len(buf) == 0 and buf.expired == 3
+
+
+def test_the_image_placeholder_is_never_generated(tiny):
+    model, proc = tiny
+    batch = collate_generation([proc.encode(synth("shapes", 1)[0])], proc.pad_token_id)
+    with forced_token(model, proc.image_token_id):  # the model "wants" to write <image>
+        out = generate(model, batch, SamplingParams(max_new_tokens=6, temperature=1.0), proc.eos_token_id,
+                       torch.Generator().manual_seed(0))
+    assert proc.image_token_id not in out.tokens[0] and len(out.tokens[0]) > 0

@@ -3,8 +3,9 @@
 The prompt batch is left-padded (``collate_generation``); its images are encoded once, the prompt is
 prefilled once, and for ``num_samples = k`` the prefilled cache is repeated k times, so a prompt's image
 and prompt cost are paid once, not k times. Rows that finish are dropped from the cache at once, so a
-batch with a few long answers does not keep paying for the short ones. A partial response is continued
-simply by including its tokens in the prompt (``processor.encode(sample, partial_ids, add_eos=False)``).
+batch with a few long answers does not keep paying for the short ones. The image placeholder token is never
+generated (it would desynchronise placeholders and features when the response is scored). A partial
+response is continued simply by including its tokens in the prompt (``processor.encode(sample, partial_ids, add_eos=False)``).
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ def generate(
     looped = torch.zeros(n_rows, dtype=torch.bool, device=logits.device)
     history: list[list[int]] = [[] for _ in range(n_rows)] if params.repeat_max_period else []
     for step in range(params.max_new_tokens):
+        logits[:, model.image_token_id] = float("-inf")  # a response never contains an image placeholder
         tok = sample_next(logits, params.temperature, params.top_p, generator)
         toks[rows, step] = tok
         lps[rows, step] = F.log_softmax(logits.float(), dim=-1).gather(-1, tok[:, None]).squeeze(-1)

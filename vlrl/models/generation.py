@@ -86,6 +86,20 @@ def _loop_mask(history: list[list[int]], rows: torch.Tensor, tok: torch.Tensor, 
     return out
 
 
+def _prefill(model: VisionLanguageModel, batch: Batch, k: int):
+    """Encode images and prefill the prompts once; repeat the cache k times. Returns (cache, last logits
+    (B*k, V), attention mask (B*k, T), next positions (B*k,))."""
+    mask = batch.attention_mask
+    pos = position_ids_from_mask(mask)
+    embeds = model.embed(batch.input_ids, batch.pixel_values, batch.image_counts, batch.sample_ids)
+    out = model.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+    cache, logits, next_pos = out.past_key_values, out.logits[:, -1], pos[:, -1] + 1
+    if k > 1:
+        cache.batch_repeat_interleave(k)
+        logits, mask, next_pos = (t.repeat_interleave(k, dim=0) for t in (logits, mask, next_pos))
+    return cache, logits, mask, next_pos
+
+
 @torch.no_grad()
 def generate(
     model: VisionLanguageModel,
@@ -103,16 +117,9 @@ def generate(
     """
     was_training = model.training
     model.eval()
-    k, llm = params.num_samples, model.llm
+    llm = model.llm
     stop = torch.tensor(params.stop_token_ids or [eos_token_id], device=batch.input_ids.device)
-    mask = batch.attention_mask
-    pos = position_ids_from_mask(mask)
-    embeds = model.embed(batch.input_ids, batch.pixel_values, batch.image_counts, batch.sample_ids)
-    out = llm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
-    cache, logits, next_pos = out.past_key_values, out.logits[:, -1], pos[:, -1] + 1
-    if k > 1:
-        cache.batch_repeat_interleave(k)
-        logits, mask, next_pos = (t.repeat_interleave(k, dim=0) for t in (logits, mask, next_pos))
+    cache, logits, mask, next_pos = _prefill(model, batch, params.num_samples)
     n_rows = logits.shape[0]
     rows = torch.arange(n_rows, device=logits.device)  # active row -> output row
     toks = torch.zeros((n_rows, params.max_new_tokens), dtype=torch.long, device=logits.device)
@@ -151,5 +158,5 @@ def generate(
         tokens=[toks_l[r][: lengths_l[r]] for r in range(n_rows)],
         logprobs=[lps_l[r][: lengths_l[r]] for r in range(n_rows)],
         finish_reasons=["stop" if s else "repeat" if r else "length" for s, r in zip(stopped.tolist(), looped.tolist())],
-        prompt_index=[r // k for r in range(n_rows)],
+        prompt_index=[r // params.num_samples for r in range(n_rows)],
     )

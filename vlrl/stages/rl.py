@@ -16,7 +16,7 @@ time split; held-out evaluation every ``eval_every`` iterations; checkpoints res
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -117,7 +117,7 @@ def train_on(model, batch, scored, cfg: RLConfig, opt) -> dict:
 
 
 def _rows(batch, sl):
-    from dataclasses import replace
+    """Rows ``sl`` of a scoring batch, with their images."""
     counts = batch.image_counts
     first, last = sum(counts[: sl.start]), sum(counts[: sl.stop])
     pv = batch.pixel_values[first:last] if batch.pixel_values is not None and last > first else None
@@ -134,7 +134,6 @@ def keep_informative(trajs, scored):
     n_groups = len(torch.unique(g))
     dropped = 1 - len(torch.unique(g[var])) / max(1, n_groups)
     idx = var.nonzero().squeeze(-1).tolist()
-    from dataclasses import replace
     sub = replace(scored, rewards=scored.rewards[idx], correct=scored.correct[idx], lengths=scored.lengths[idx],
                   group=scored.group[idx])
     return [trajs[i] for i in idx], sub, dropped

@@ -25,18 +25,28 @@ EPILOG = "Config overrides are key=value pairs after the options, e.g. optim.lr=
 
 def _stage(sub, name: str, help_text: str, module: str, schema: str) -> None:
     p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOG)
-    p.add_argument("--config", required=True, help="YAML config (see configs/tiny/ and configs/examples/)")
+    p.add_argument("--config", default=None, help="YAML config (see configs/tiny/ and configs/examples/)")
+    p.add_argument("--show-config", action="store_true",
+                   help="print every config key with its resolved value (defaults + YAML + overrides) and exit")
     p.add_argument("overrides", nargs="*", help="key=value config overrides")
-    p.set_defaults(func=lambda a: _run_stage(module, schema, a.config, a.overrides))
+    p.set_defaults(func=lambda a: _run_stage(module, schema, a.config, a.overrides, a.show_config))
 
 
-def _run_stage(module: str, schema: str, config: str, overrides: Sequence[str]) -> None:
+def _run_stage(module: str, schema: str, config: str | None, overrides: Sequence[str], show: bool) -> None:
     import importlib
 
-    from vlrl.config import load_config
+    import yaml
+
+    from vlrl.config import load_config, to_dict
 
     mod = importlib.import_module(module)
-    mod.main(load_config(getattr(mod, schema), config, overrides))
+    cfg = load_config(getattr(mod, schema), config, overrides)
+    if show:
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+        return
+    if config is None:
+        raise ValueError("--config is required to run a stage (use --show-config to see the keys and defaults)")
+    mod.main(cfg)
 
 
 def _synth(a: argparse.Namespace) -> None:

@@ -85,7 +85,8 @@ class RLConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, schedule="constant"))
     steps_per_iteration: int = 2
-    minibatch_size: int = 64
+    minibatch_size: int = 64  # responses per optimizer step
+    micro_batch_size: int = 16  # responses per forward/backward (memory); gradients accumulate to the minibatch
     reset_optimizer: bool = True
     save_every: int = 10
     resume: bool = True
@@ -94,25 +95,34 @@ class RLConfig:
 
 
 def train_on(model, batch, scored, cfg: RLConfig, opt) -> dict:
-    """Reference log-probs first (same forward path, before any update), then the gradient steps."""
-    with torch.no_grad():
-        ref, _ = model.response_logprobs(batch)  # (B, T-1): pi_{theta_i}
+    """Reference log-probs first (same forward path, before any update), then ``steps_per_iteration``
+    passes of optimizer steps over minibatches; each minibatch is run in micro-batches (gradients
+    accumulated) to bound memory. Every loss is a mean over responses, so micro losses are weighted by
+    their share of the minibatch."""
+    B, mb, micro = len(batch), cfg.minibatch_size, min(cfg.micro_batch_size, cfg.minibatch_size)
+    with torch.no_grad():  # (B, T-1): pi_{theta_i}
+        ref = torch.cat([model.response_logprobs(_rows(batch, slice(s, s + micro)))[0] for s in range(0, B, micro)])
     mask = batch.response_mask[:, 1:]
     loss_fn, hyper = LOSSES.get(cfg.loss.name), cfg.loss.kwargs.get(cfg.loss.name, {})
-    B, mb = len(batch), cfg.minibatch_size
     stats: dict = {}
     for _ in range(cfg.steps_per_iteration):
         for start in range(0, B, mb):
-            sl = slice(start, start + mb)
-            sub = _rows(batch, sl)
-            logp, ent = model.response_logprobs(sub, with_entropy=True)
-            out = loss_fn(logp, ref[sl], mask[sl], scored.rewards[sl], scored.group[sl], **hyper)
+            stop = min(start + mb, B)
             opt.zero_grad(set_to_none=True)
-            out.loss.backward()
+            metrics, loss_sum, ent_sum = {}, 0.0, 0.0
+            for m0 in range(start, stop, micro):
+                sl = slice(m0, min(m0 + micro, stop))
+                logp, ent = model.response_logprobs(_rows(batch, sl), with_entropy=True)
+                out = loss_fn(logp, ref[sl], mask[sl], scored.rewards[sl], scored.group[sl], **hyper)
+                share = (sl.stop - sl.start) / (stop - start)
+                (out.loss * share).backward()
+                loss_sum += out.loss.item() * share
+                ent_sum += float((ent.detach() * mask[sl]).sum())
+                metrics = out.metrics
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             opt.step()
-            stats = {**out.metrics, "loss": out.loss.item(), "grad_norm": float(grad_norm),
-                     "entropy": float((ent.detach() * mask[sl]).sum() / mask[sl].sum().clamp(min=1))}
+            stats = {**metrics, "loss": loss_sum, "grad_norm": float(grad_norm),
+                     "entropy": ent_sum / float(mask[start:stop].sum().clamp(min=1))}
     return stats
 
 

@@ -175,7 +175,7 @@ class SFTTrainer:
             loss, grad_norm, n_tok = self._train_step(model, opt, sched)
             self.step += 1
             tokens += n_tok
-            bar.set_postfix(loss=f"{loss:.3f}")
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)  # the bar redraws at most once a second
             if self.step % cfg.log_every == 0 or self.step == end:
                 # every process logs at the same steps, so the mean over processes is a safe collective
                 loss = self.accel.reduce(torch.tensor(loss, device=self.accel.device), "mean").item()

@@ -68,3 +68,10 @@ def test_align_freezing_schedule_only_trains_what_each_phase_names(tmp_path):
     cfg2 = warmup_cfg(tmp_path / "w", "phases=[{steps: 2}]", f"init_from={out}")
     warmup.main(cfg2)
     assert (tmp_path / "w" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_metrics_reach_tensorboard(tmp_path):
+    out = warmup.main(warmup_cfg(tmp_path / "tb", "phases=[{steps: 2}]", "trackers=[tensorboard]"))
+    events = list(out.rglob("events.out.tfevents.*"))
+    assert events and sum(e.stat().st_size for e in events) > 0

@@ -23,6 +23,8 @@ from tqdm import tqdm
 from processors.collate import collate_sft
 from vlrl.checkpoint import latest_checkpoint, load_checkpoint_state, save_checkpoint
 from vlrl.config import DataConfig, ModelConfig, OptimConfig, to_dict
+from vlrl.eval.curves import plot_curves
+from vlrl.models.builder import save_pretrained
 from vlrl.training import (BatchStream, MetricsLog, ResumableBatchSampler, SFTDataset, build_optimizer,
                            build_scheduler, rng_state, set_rng_state)
 
@@ -156,6 +158,17 @@ class SFTTrainer:
             self.accel.end_training()
             self.log.close()
         return self.accel.unwrap_model(self.model)
+
+    def save_final(self, title: str, curves: tuple = ("loss", "lr", "grad_norm", "tokens_per_s")) -> bool:
+        """On the main process of a finished run: save the model to ``output_dir`` and plot its curves.
+        Returns whether this process saved (a run stopped by ``max_steps_per_run`` saves only checkpoints)."""
+        if not (self.accel.is_main_process and self.step >= sum(p.steps for p in self.cfg.phases)):
+            return False
+        model = self.accel.unwrap_model(self.model)
+        save_pretrained(model, self.processor, self.out)
+        plot_curves(self.out / "metrics.jsonl", curves, self.out / "curves.png", title)
+        print(f"[save] model -> {self.out} (curves: {self.out / 'curves.png'})")
+        return True
 
     def _run_phase(self, index: int, phase: PhaseConfig, start: int, end: int, tensors: dict | None,
                    stop_at: int | None) -> None:

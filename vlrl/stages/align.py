@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import List
 
 from vlrl.config import save_config
-from vlrl.eval.curves import plot_curves
-from vlrl.models import save_pretrained
 from vlrl.trainer import PhaseConfig, SFTConfig, SFTTrainer, build_or_load, load_data
 from vlrl.training import SFTDataset, seed_everything
 from vlrl.types import Sample
@@ -55,9 +53,6 @@ def main(cfg: AlignConfig) -> Path:
     samples = caption_samples(load_data(cfg.data.sources, cfg.data.on_bad_row), cfg.caption_prompt)
     print(f"[align] {len(samples)} image-description pairs")
     trainer = SFTTrainer(cfg, model, processor, SFTDataset(samples, processor), stage="align")
-    model = trainer.fit()
-    if trainer.accel.is_main_process and trainer.step >= sum(p.steps for p in cfg.phases):
-        save_pretrained(model, processor, out)
-        plot_curves(out / "metrics.jsonl", ("loss", "lr", "grad_norm"), out / "curves.png", "Alignment")
-        print(f"[save] model -> {out} (curves: {out / 'curves.png'})")
+    trainer.fit()
+    trainer.save_final("Alignment")
     return out

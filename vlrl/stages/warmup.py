@@ -19,8 +19,7 @@ from typing import List
 
 from vlrl.config import save_config
 from vlrl.eval import evaluate_samples, full_report, write_report
-from vlrl.eval.curves import plot_curves
-from vlrl.models import SamplingParams, save_pretrained
+from vlrl.models import SamplingParams
 from vlrl.rewards import REWARDS
 from vlrl.trainer import SFTConfig, SFTTrainer, build_or_load, load_data
 from vlrl.training import SFTDataset, seed_everything
@@ -54,10 +53,6 @@ def main(cfg: WarmupConfig) -> Path:
     dataset = SFTDataset(load_data(cfg.data.sources, cfg.data.on_bad_row), processor)
     trainer = SFTTrainer(cfg, model, processor, dataset, stage="warmup")
     model = trainer.fit()
-    if trainer.accel.is_main_process and trainer.step >= sum(p.steps for p in cfg.phases):
-        save_pretrained(model, processor, out)
-        plot_curves(out / "metrics.jsonl", ("loss", "lr", "grad_norm", "tokens_per_s"), out / "curves.png", "Warm-up")
-        print(f"[save] model -> {out} (curves: {out / 'curves.png'})")
-        if cfg.eval_sources:
-            final_eval(model, processor, cfg.eval_sources, cfg.eval_max_new_tokens, out / "eval", "Warm-up")
+    if trainer.save_final("Warm-up") and cfg.eval_sources:
+        final_eval(model, processor, cfg.eval_sources, cfg.eval_max_new_tokens, out / "eval", "Warm-up")
     return out

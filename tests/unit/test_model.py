@@ -1,10 +1,9 @@
 import pytest
 import torch
-from PIL import Image
 
 from processors import collate_generation, collate_scoring, collate_sft
 from vlrl.data.synth import generate as synth
-from vlrl.models import ImageTokenMismatchError, SamplingParams, build_vlm, generate, load_pretrained, save_pretrained
+from vlrl.models import ImageTokenMismatchError, SamplingParams, generate, load_pretrained, save_pretrained
 from vlrl.models.vlm import position_ids_from_mask
 from vlrl.types import Sample
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from processors.collate import IGNORE_INDEX
 from vlrl.algos.base import LossOutput
-
-IGNORE_INDEX = -100
 
 
 def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> LossOutput:

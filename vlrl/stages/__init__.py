@@ -8,6 +8,7 @@ from vlrl.config import ModelConfig
 
 STAGES: dict[str, tuple[str, str]] = {
     "align": ("vlrl.stages.align", "AlignConfig"),
+    "curate": ("vlrl.stages.curate", "CurateConfig"),
     "warmup": ("vlrl.stages.warmup", "WarmupConfig"),
     "eval": ("vlrl.stages.evaluate", "EvalConfig"),
     "rl": ("vlrl.stages.rl", "RLConfig"),

@@ -5,7 +5,9 @@ as the standard JSONL + PNG layout that ``vlrl.data.load_samples`` reads back. T
 
 - ``shapes``: scenes of coloured shapes, counting / comparison / spatial questions (image-text);
 - ``arithmetic``: arithmetic expressions and word problems (text-only);
-- ``text_rendered``: arithmetic rendered into images, each paired with its text twin (``pair_id``).
+- ``text_rendered``: arithmetic rendered into images, each paired with its text twin (``pair_id``);
+- ``curation_pool``: a raw pool for ``vlrl curate`` with planted choice / true-false / proof / unanswerable /
+  guessable items (``meta["kind"]``), see ``pool.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tqdm import tqdm
 
 from vlrl.data.synth.cot import with_responses
 from vlrl.data.synth.arithmetic import generate_arithmetic, generate_text_rendered
+from vlrl.data.synth.pool import generate_pool
 from vlrl.data.synth.shapes import generate_shapes
 from vlrl.types import Sample
 
@@ -25,7 +28,12 @@ TASKS: dict[str, Callable[..., list[Sample]]] = {
     "shapes": generate_shapes,
     "arithmetic": generate_arithmetic,
     "text_rendered": generate_text_rendered,
+    "curation_pool": generate_pool,
 }
+# named system prompts for ``synth:...&system=NAME`` (any other value is used as the prompt text)
+SYSTEM_PROMPTS = {"direct": "Answer with the final answer only, no reasoning."}
+# the tasks whose texts build the tiny tokenizer (fixed, so adding a task never changes the tokenizer)
+CORPUS_TASKS = ("arithmetic", "shapes", "text_rendered")
 
 
 def parse_levels(spec: str | int | Sequence[int] | None) -> tuple[int, ...]:
@@ -47,19 +55,27 @@ def parse_levels(spec: str | int | Sequence[int] | None) -> tuple[int, ...]:
 
 
 def generate(task: str, n: int, seed: int = 0, levels: str | Sequence[int] | None = None, style: str = "direct",
-             slip: float = 0.0, **kwargs) -> list[Sample]:
+             slip: float = 0.0, system: str | None = None, **kwargs) -> list[Sample]:
     """``n`` samples of ``task``; ``response`` in ``style`` (direct | short | long, see ``cot.py``), with a
-    deliberate caught mistake in a ``slip`` fraction of long responses."""
+    deliberate caught mistake in a ``slip`` fraction of long responses. ``system`` (a ``SYSTEM_PROMPTS``
+    name or a text) puts a system turn before each question, e.g. direct answers under "answer directly",
+    so one model learns both modes and the curation guess probe can ask for an answer without reasoning."""
     if task not in TASKS:
         raise ValueError(f"unknown synthetic task '{task}'. Known tasks: {', '.join(sorted(TASKS))}")
     samples = TASKS[task](n, seed=seed, levels=parse_levels(levels), **kwargs)
+    if system:
+        text = SYSTEM_PROMPTS.get(system, system)
+        for s in samples:
+            s.messages = [{"role": "system", "content": text}, {"role": "user", "content": s.question or ""}]
+    if task == "curation_pool":  # a raw prompt pool: no target responses
+        return samples
     return with_responses(samples, style, slip, seed)
 
 
 def corpus(n_per_task: int = 300, seed: int = 12345) -> list[str]:
     """Texts to train the embedded default's tokenizer on: questions, responses and captions of every task."""
     texts: list[str] = []
-    for task in sorted(TASKS):
+    for task in CORPUS_TASKS:
         for style in ("direct", "long"):
             for s in generate(task, n_per_task, seed=seed, style=style, slip=0.5):
                 texts += [s.question or "", s.response or "", s.meta.get("caption", "")]

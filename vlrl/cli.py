@@ -208,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_synth(sub)
     _stage(sub, "align", "vision-language alignment on image descriptions (freezing schedule)", *STAGES["align"])
+    _stage(sub, "curate", "prompt-set curation: tags, evaluability + easy-to-hack filters, model-based "
+           "difficulty, balanced selection", *STAGES["curate"])
     _stage(sub, "warmup", "supervised training on responses (long-CoT warm-up SFT)", *STAGES["warmup"])
     _stage(sub, "rl", "RL: Kimi k1.5 online mirror descent (or grpo / rloo), partial rollouts, length penalty",
            *STAGES["rl"])
@@ -226,6 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+        from vlrl.distributed import shutdown
+
+        shutdown()  # under accelerate launch: every process finishes before the group is torn down
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

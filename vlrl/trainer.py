@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import List, Optional
 
 import torch
-from accelerate import Accelerator
 from accelerate.utils import is_tensorboard_available
 from tqdm import tqdm
 
 from processors.collate import collate_sft
 from vlrl.checkpoint import latest_checkpoint, load_checkpoint_state, save_checkpoint
 from vlrl.config import DataConfig, ModelConfig, OptimConfig, to_dict
+from vlrl.distributed import accelerator
 from vlrl.eval.curves import plot_curves
 from vlrl.models.builder import save_pretrained
 from vlrl.training import (BatchStream, MetricsLog, ResumableBatchSampler, SFTDataset, build_optimizer,
@@ -110,7 +110,7 @@ class SFTTrainer:
     def __init__(self, cfg: SFTConfig, model, processor, dataset: SFTDataset, stage: str) -> None:
         self.cfg, self.model, self.processor, self.stage = cfg, model, processor, stage
         self.out = Path(cfg.output_dir)
-        self.accel = Accelerator(gradient_accumulation_steps=cfg.optim.grad_accum, log_with=_trackers(cfg) or None,
+        self.accel = accelerator(gradient_accumulation_steps=cfg.optim.grad_accum, log_with=_trackers(cfg) or None,
                                  project_dir=str(self.out))
         sampler = ResumableBatchSampler(len(dataset), cfg.batch_size, cfg.seed, self.accel.process_index,
                                         self.accel.num_processes)

@@ -144,3 +144,15 @@ def test_success_tracker_initialises_from_pass_rates():
     t = SuccessTracker(["a", "b"], init={"a": 0.8}, default=0.5, momentum=0.5)
     t.update("b", 1.0)  # 0.5 * 0.5 + 0.5 * 1.0 = 0.75
     assert t.rates.tolist() == pytest.approx([0.8, 0.75])
+
+
+def test_group_parts_keep_groups_whole_and_balance_rows():
+    from vlrl.algos.update import group_parts, micro_batches
+
+    group = [0, 0, 1, 1, 2, 2, 0, 3, 3, 3]  # group 0 is not contiguous (a continued trajectory)
+    parts = group_parts(group, 2)
+    assert parts == [[[0, 1, 6], [2, 3]], [[4, 5], [7, 8, 9]]]
+    assert sorted(i for p in parts for g in p for i in g) == list(range(10))
+    assert group_parts([], 3) == [[], [], []]
+    assert micro_batches(parts[0], 4) == [[0, 1, 6], [2, 3]]
+    assert micro_batches([[0], [1], [2, 3, 4, 5, 6]], 2) == [[0, 1], [2, 3, 4, 5, 6]]

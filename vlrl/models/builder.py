@@ -111,5 +111,7 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -
     processor = MultimodalProcessor.from_pretrained(directory)
     encoder, projector, llm = _build_parts(cfg, processor.tokenizer)
     model = VisionLanguageModel(encoder, projector, llm, processor.image_token_id, cfg)
+    device = torch.device(device)
+    device = torch.device("cpu") if device.type == "cpu" else device  # safetensors rejects "cpu:0"
     load_model(model, str(directory / WEIGHTS_NAME), strict=True, device=str(device))
     return model.to(device), processor

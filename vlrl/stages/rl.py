@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from vlrl.algos import LOSSES
+from vlrl.algos.update import policy_update
 from vlrl.algos.sampling import CurriculumStage, SuccessTracker, sample_prompts
 from vlrl.checkpoint import latest_checkpoint, load_checkpoint_state, save_checkpoint
 from vlrl.config import OptimConfig, save_config
@@ -37,6 +38,7 @@ from vlrl.rollout.scoring import scoring_batch
 from vlrl.stages.evaluate import RewardConfig
 from vlrl.stages.warmup import final_eval
 from vlrl.trainer import load_data
+from vlrl.distributed import all_sum, barrier, gather_objects, init_from_launcher, world
 from vlrl.training import MetricsLog, build_optimizer, rng_state, seed_everything, set_rng_state
 
 
@@ -95,138 +97,166 @@ class RLConfig:
 
 
 def train_on(model, batch, scored, cfg: RLConfig, opt) -> dict:
-    """Reference log-probs first (same forward path, before any update), then ``steps_per_iteration``
-    passes of optimizer steps over minibatches; each minibatch is run in micro-batches (gradients
-    accumulated) to bound memory. Every loss is a mean over responses, so micro losses are weighted by
-    their share of the minibatch."""
-    B, mb, micro = len(batch), cfg.minibatch_size, min(cfg.micro_batch_size, cfg.minibatch_size)
-    with torch.no_grad():  # (B, T-1): pi_{theta_i}
-        ref = torch.cat([model.response_logprobs(_rows(batch, slice(s, s + micro)))[0] for s in range(0, B, micro)])
-    mask = batch.response_mask[:, 1:]
-    loss_fn, hyper = LOSSES.get(cfg.loss.name), cfg.loss.kwargs.get(cfg.loss.name, {})
-    stats: dict = {}
-    for _ in range(cfg.steps_per_iteration):
-        for start in range(0, B, mb):
-            stop = min(start + mb, B)
-            opt.zero_grad(set_to_none=True)
-            metrics, loss_sum, ent_sum = {}, 0.0, 0.0
-            for m0 in range(start, stop, micro):
-                sl = slice(m0, min(m0 + micro, stop))
-                logp, ent = model.response_logprobs(_rows(batch, sl), with_entropy=True)
-                out = loss_fn(logp, ref[sl], mask[sl], scored.rewards[sl], scored.group[sl], **hyper)
-                share = (sl.stop - sl.start) / (stop - start)
-                (out.loss * share).backward()
-                loss_sum += out.loss.item() * share
-                ent_sum += float((ent.detach() * mask[sl]).sum())
-                metrics = out.metrics
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            opt.step()
-            stats = {**metrics, "loss": loss_sum, "grad_norm": float(grad_norm),
-                     "entropy": ent_sum / float(mask[start:stop].sum().clamp(min=1))}
-    return stats
-
-
-def _rows(batch, sl):
-    """Rows ``sl`` of a scoring batch, with their images."""
-    counts = batch.image_counts
-    first, last = sum(counts[: sl.start]), sum(counts[: sl.stop])
-    pv = batch.pixel_values[first:last] if batch.pixel_values is not None and last > first else None
-    return replace(batch, input_ids=batch.input_ids[sl], attention_mask=batch.attention_mask[sl], pixel_values=pv,
-                   image_counts=counts[sl], response_mask=batch.response_mask[sl], sample_ids=batch.sample_ids[sl],
-                   prompt_lens=batch.prompt_lens[sl])
+    """The iteration's update (``vlrl.algos.update.policy_update``) with this config's loss and sizes;
+    ``batch`` and ``scored`` are None on a process with no trajectories to train on this iteration."""
+    rewards, group = (scored.rewards, scored.group) if scored is not None else (None, None)
+    return policy_update(model, batch, rewards, group, LOSSES.get(cfg.loss.name),
+                         cfg.loss.kwargs.get(cfg.loss.name, {}), opt, cfg.steps_per_iteration, cfg.minibatch_size,
+                         cfg.micro_batch_size, cfg.optim.grad_clip)
 
 
 def keep_informative(trajs, scored):
     """Drop the prompts whose rewards are all equal (zero advantage); return kept trajectories, scores
-    and the fraction of groups dropped."""
+    and (dropped groups, groups)."""
     g = scored.group
-    var = torch.tensor([bool((scored.rewards[g == x] != scored.rewards[g == x][0]).any()) for x in g])
+    var = torch.tensor([bool((scored.rewards[g == x] != scored.rewards[g == x][0]).any()) for x in g], dtype=torch.bool)
     n_groups = len(torch.unique(g))
-    dropped = 1 - len(torch.unique(g[var])) / max(1, n_groups)
+    dropped = n_groups - len(torch.unique(g[var]))
     idx = var.nonzero().squeeze(-1).tolist()
     sub = replace(scored, rewards=scored.rewards[idx], correct=scored.correct[idx], lengths=scored.lengths[idx],
                   group=scored.group[idx])
-    return [trajs[i] for i in idx], sub, dropped
+    return [trajs[i] for i in idx], sub, (dropped, n_groups)
 
 
-def iteration_metrics(trajs, scored, zero_var: float, buffer, times: dict) -> dict:
-    lens = scored.lengths.numpy()
-    m = {"reward": float(scored.rewards.mean()), "accuracy": float(scored.correct.float().mean()),
+def iteration_metrics(records: list[tuple], groups: tuple, buffer: tuple, times: dict, errors: int) -> dict:
+    """Metrics over every process's trajectories. ``records``: (modality, reward, correct, length) per
+    finished trajectory; ``groups``: (zero-variance groups, groups); ``buffer``: (size, expired)."""
+    mods = np.array([r[0] for r in records])
+    rew, cor, lens = (np.array([r[i] for r in records], dtype=float) for i in (1, 2, 3))
+    m = {"reward": float(rew.mean()), "accuracy": float(cor.mean()),
          "length_mean": float(lens.mean()), "length_p95": float(np.percentile(lens, 95)),
-         "zero_variance_groups": zero_var, "buffer": len(buffer), "expired": buffer.expired,
-         "trajectories": len(trajs), "verifier_errors": len(scored.errors),
+         "zero_variance_groups": groups[0] / max(1, groups[1]), "buffer": int(buffer[0]), "expired": int(buffer[1]),
+         "trajectories": len(records), "verifier_errors": errors,
          **{f"time_{k}": round(v, 3) for k, v in times.items()},
          "tokens_per_s": float(lens.sum()) / max(1e-9, sum(times.values()))}
-    for mod in sorted({t.sample.modality for t in trajs}):
-        idx = [i for i, t in enumerate(trajs) if t.sample.modality == mod]
-        m[f"accuracy/{mod}"] = float(scored.correct[idx].float().mean())
-        m[f"length/{mod}"] = float(scored.lengths[idx].mean())
+    for mod in sorted(set(mods.tolist())):
+        m[f"accuracy/{mod}"] = float(cor[mods == mod].mean())
+        m[f"length/{mod}"] = float(lens[mods == mod].mean())
+        m[f"reward/{mod}"] = float(rew[mods == mod].mean())
     return m
 
 
 class RLState:
-    """Everything a resumed run needs besides the weights: iteration, success rates, replay buffer, RNG."""
+    """Everything a resumed run needs besides the weights: iteration, success rates, replay buffers (one
+    per process), the prompt-sampling generator (shared by all processes) and each process's rollout
+    generator."""
 
     def __init__(self, cfg: RLConfig, samples: list) -> None:
         self.iteration = 0
         self.tracker = SuccessTracker([s.id for s in samples],
                                       {s.id: s.meta["pass_rate"] for s in samples if "pass_rate" in s.meta})
         self.buffer = ReplayBuffer(cfg.rollout.max_age)
+        rank, _ = world()
         self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.rollout_gen = torch.Generator().manual_seed(cfg.seed + 1 + 1000 * rank)
 
     def save(self, out: Path, model, processor, keep: int = 2) -> None:
-        tensors = {"rng": rng_state(), "generator": self.generator.get_state(), **self.tracker.state_dict()}
-        state = {"step": self.iteration, "buffer": self.buffer.state_dict()}
-        save_checkpoint(out, model, processor, tensors, state, keep)
+        """Collective: every process contributes its buffer and rollout generator; the main one writes."""
+        buffers = gather_objects(self.buffer.state_dict())
+        gens = gather_objects(self.rollout_gen.get_state())
+        if world()[0] == 0:
+            tensors = {"rng": rng_state(), "generator": self.generator.get_state(), **self.tracker.state_dict(),
+                       **{f"rollout_gen.{r}": g for r, g in enumerate(gens)}}
+            save_checkpoint(out, model, processor, tensors, {"step": self.iteration, "buffers": buffers}, keep)
+        barrier()
 
     def load(self, ckpt: Path, model, samples_by_id: dict) -> None:
+        """Every process reads the checkpoint; saved buffers are pooled and dealt out again by rank, so a
+        run may resume on a different number of processes."""
         from safetensors.torch import load_model
 
+        rank, n = world()
         state, tensors = load_checkpoint_state(ckpt)
-        load_model(model, str(ckpt / "model.safetensors"), strict=True)
+        load_model(model, str(ckpt / "model.safetensors"), strict=True, device=str(model.device))
         self.iteration = int(state["step"])
-        self.buffer.load_state_dict(state["buffer"], samples_by_id)
+        buffers = state["buffers"]
+        pooled = {"max_age": buffers[0]["max_age"], "expired": sum(b["expired"] for b in buffers) if rank == 0 else 0,
+                  "items": [it for b in buffers for it in b["items"]][rank::n]}
+        self.buffer.load_state_dict(pooled, samples_by_id)
         self.tracker.load_state_dict(tensors)
         self.generator.set_state(tensors["generator"])
+        if f"rollout_gen.{rank}" in tensors:
+            self.rollout_gen.set_state(tensors[f"rollout_gen.{rank}"])
         set_rng_state(tensors["rng"])
 
 
-def run_iteration(model, processor, samples, state: RLState, cfg: RLConfig, reward_fn, opt) -> tuple[dict, Any]:
-    it, times = state.iteration, {}
-    t = time.time()
-    idx = sample_prompts(cfg.prompts_per_iteration, [s.difficulty for s in samples], state.tracker.rates, it,
-                         cfg.sampling.strategy, cfg.sampling.curriculum, cfg.sampling.floor, state.generator)
-    trajs = rollout(model, processor, [samples[i] for i in idx], state.buffer, it, cfg.rollout, state.generator)
-    times["rollout"], t = time.time() - t, time.time()
-    if not trajs:
-        return {"trajectories": 0, "buffer": len(state.buffer)}, opt
+def _update_tracker(state: RLState, trajs, scored) -> None:
+    """Per-prompt accuracy of this iteration, from every process, into every process's tracker."""
+    local = [(sid, float(scored.correct[[x.sample.id == sid for x in trajs]].float().mean()))
+             for sid in dict.fromkeys(x.sample.id for x in trajs)]
+    for part in gather_objects(local):
+        for sid, acc in part:
+            state.tracker.update(sid, acc)
+
+
+def _score(processor, trajs, it: int, cfg: RLConfig, reward_fn):
     weight = length_penalty_weight(it, cfg.length_penalty.warmup_iterations, cfg.length_penalty.weight)
     scored = score_trajectories([processor.decode(x.tokens) for x in trajs], [x.sample for x in trajs],
                                 [len(x.tokens) for x in trajs], [x.finish for x in trajs], reward_fn, weight,
                                 cfg.repeat_penalty)
-    for sid in dict.fromkeys(x.sample.id for x in trajs):
-        state.tracker.update(sid, float(scored.correct[[x.sample.id == sid for x in trajs]].float().mean()))
-    train_trajs, train_scored, zero_var = keep_informative(trajs, scored)
+    return scored, weight
+
+
+def run_iteration(model, processor, samples, state: RLState, cfg: RLConfig, reward_fn, opt) -> tuple[dict, Any]:
+    """One iteration on this process's shard of the prompts (every process draws the same prompts and
+    takes every world-th one). Collective under several processes."""
+    it, times = state.iteration, {}
+    rank, n_proc = world()
+    t = time.time()
+    idx = sample_prompts(cfg.prompts_per_iteration, [s.difficulty for s in samples], state.tracker.rates, it,
+                         cfg.sampling.strategy, cfg.sampling.curriculum, cfg.sampling.floor, state.generator)
+    trajs = rollout(model, processor, [samples[i] for i in idx[rank::n_proc]], state.buffer, it, cfg.rollout,
+                    state.rollout_gen)
+    times["rollout"], t = time.time() - t, time.time()
+    scored, weight = _score(processor, trajs, it, cfg, reward_fn) if trajs else (None, 0.0)
+    _update_tracker(state, trajs, scored) if trajs else gather_objects([])
+    train_trajs, train_scored, groups = keep_informative(trajs, scored) if trajs else ([], None, (0, 0))
     if not cfg.sampling.skip_equal_groups:
         train_trajs, train_scored = trajs, scored
     times["reward"], t = time.time() - t, time.time()
     stats = {}
-    if train_trajs:
+    if sum(all_sum([float(len(train_trajs))])) > 0:
         if opt is None or cfg.reset_optimizer:  # each iteration is a new mirror-descent problem
             opt = build_optimizer(list(model.parameters()), cfg.optim)
         model.train()
-        batch = scoring_batch(processor, train_trajs, it, cfg.mask_old_segments).to(model.device)
-        stats = train_on(model, batch, train_scored, cfg, opt)
+        batch = scoring_batch(processor, train_trajs, it, cfg.mask_old_segments).to(model.device) if train_trajs else None
+        stats = train_on(model, batch, train_scored if train_trajs else None, cfg, opt)
     times["train"] = time.time() - t
-    return {**iteration_metrics(trajs, scored, zero_var, state.buffer, times), **stats,
-            "length_weight": weight}, opt
+    records = [(x.sample.modality, float(scored.rewards[i]), bool(scored.correct[i]), len(x.tokens))
+               for i, x in enumerate(trajs)]
+    records = [r for part in gather_objects(records) for r in part]
+    sums = all_sum([*groups, len(state.buffer), state.buffer.expired, len(scored.errors) if trajs else 0])
+    if not records:
+        return {"trajectories": 0, "buffer": int(sums[2])}, opt
+    metrics = iteration_metrics(records, (sums[0], sums[1]), (sums[2], sums[3]), times, int(sums[4]))
+    return {**metrics, **stats, "length_weight": weight, "processes": n_proc}, opt
+
+
+def _evaluate(model, processor, cfg: RLConfig, out: Path, iteration: int) -> dict:
+    """Held-out evaluation on the main process (the others wait)."""
+    metrics = {}
+    if world()[0] == 0:
+        rep = final_eval(model, processor, cfg.eval_sources, cfg.eval_max_new_tokens, out / "eval" / f"iter-{iteration}",
+                         f"RL iteration {iteration}")
+        metrics = {f"eval/{k}": v["pass@1"] for k, v in rep["by_modality"].items()}
+        metrics["eval/overall"] = rep["overall"]["pass@1"]
+    barrier()
+    return metrics
 
 
 def main(cfg: RLConfig) -> Path:
+    init_from_launcher()
+    rank, n_proc = world()
+    if cfg.prompts_per_iteration < n_proc:
+        raise ValueError(f"rl: prompts_per_iteration ({cfg.prompts_per_iteration}) must be at least the number "
+                         f"of processes ({n_proc}): prompts are sharded over processes")
     seed_everything(cfg.seed)
     out = Path(cfg.output_dir)
-    save_config(cfg, out / "config.yaml")
-    model, processor = load_pretrained(cfg.init_from)
+    if rank == 0:
+        save_config(cfg, out / "config.yaml")
+    from accelerate import PartialState
+
+    model, processor = load_pretrained(cfg.init_from, device=PartialState().device)
     samples = load_data(cfg.sources)
     state = RLState(cfg, samples)
     ckpt = latest_checkpoint(out) if cfg.resume else None
@@ -234,21 +264,22 @@ def main(cfg: RLConfig) -> Path:
         state.load(ckpt, model, {s.id: s for s in samples})
         print(f"[rl] resuming from {ckpt} (iteration {state.iteration})")
     reward_fn = REWARDS.build(cfg.reward.name, **cfg.reward.kwargs)
-    log, opt = MetricsLog(out / "metrics.jsonl"), None
+    log, opt = MetricsLog(out / "metrics.jsonl") if rank == 0 else None, None
     while state.iteration < cfg.iterations:
         metrics, opt = run_iteration(model, processor, samples, state, cfg, reward_fn, opt)
         state.iteration += 1
         if cfg.eval_sources and cfg.eval_every and state.iteration % cfg.eval_every == 0:
-            rep = final_eval(model, processor, cfg.eval_sources, cfg.eval_max_new_tokens,
-                             out / "eval" / f"iter-{state.iteration}", f"RL iteration {state.iteration}")
-            metrics.update({f"eval/{k}": v["pass@1"] for k, v in rep["by_modality"].items()},
-                           **{"eval/overall": rep["overall"]["pass@1"]})
-        log.log(state.iteration, **metrics)
-        print(f"[rl] it {state.iteration}: reward {metrics.get('reward', 0):.3f} acc {metrics.get('accuracy', 0):.3f} "
-              f"len {metrics.get('length_mean', 0):.0f} buffer {metrics.get('buffer', 0)}")
+            metrics.update(_evaluate(model, processor, cfg, out, state.iteration))
+        if log:
+            log.log(state.iteration, **metrics)
+            print(f"[rl] it {state.iteration}: reward {metrics.get('reward', 0):.3f} acc "
+                  f"{metrics.get('accuracy', 0):.3f} len {metrics.get('length_mean', 0):.0f} "
+                  f"buffer {metrics.get('buffer', 0)}")
         if cfg.save_every and (state.iteration % cfg.save_every == 0 or state.iteration == cfg.iterations):
             state.save(out, model, processor)
-    save_pretrained(model, processor, out)
-    plot_curves(out / "metrics.jsonl", CURVES, out / "curves.png", f"RL ({cfg.loss.name})")
-    print(f"[save] model -> {out} (curves: {out / 'curves.png'})")
+    if rank == 0:
+        save_pretrained(model, processor, out)
+        plot_curves(out / "metrics.jsonl", CURVES, out / "curves.png", f"RL ({cfg.loss.name})")
+        print(f"[save] model -> {out} (curves: {out / 'curves.png'})")
+    barrier()
     return out

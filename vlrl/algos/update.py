@@ -1,0 +1,105 @@
+"""One RL iteration's policy update: reference log-probs, then minibatch optimizer steps.
+
+Responses are split into ``ceil(global responses / minibatch_size)`` minibatches per pass; each process
+splits its own rows into that many parts of whole prompt groups (a part may be empty) and runs them in
+micro-batches of whole groups, so every loss call sees complete groups (exact group baselines, also
+when partial rollouts finish a prompt's k responses in different iterations). Every loss is a mean
+over responses, so a micro-batch's loss is weighted by its share of the *global* minibatch and
+gradients are summed over processes: the update equals a single process's update on the same global
+minibatch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any, Callable
+
+import torch
+
+from vlrl.distributed import all_sum, sum_gradients
+
+
+def rows_of(batch, idx: list[int]):
+    """Rows ``idx`` of a scoring batch, with their images (in that order)."""
+    counts = batch.image_counts
+    offsets = [0]
+    for c in counts:
+        offsets.append(offsets[-1] + c)
+    img = [j for i in idx for j in range(offsets[i], offsets[i + 1])]
+    pv = batch.pixel_values[img] if batch.pixel_values is not None and img else None
+    t = torch.tensor(idx, dtype=torch.long, device=batch.input_ids.device)
+    return replace(batch, input_ids=batch.input_ids[t], attention_mask=batch.attention_mask[t], pixel_values=pv,
+                   image_counts=[counts[i] for i in idx], response_mask=batch.response_mask[t],
+                   sample_ids=[batch.sample_ids[i] for i in idx], prompt_lens=[batch.prompt_lens[i] for i in idx])
+
+
+def group_parts(group: list[int], parts: int) -> list[list[list[int]]]:
+    """Split rows into ``parts`` lists of whole groups (rows of a group stay together, so each loss call
+    sees complete groups and their baselines are exact), balanced by row count; groups in order of first
+    appearance. Returns, per part, its groups' row lists."""
+    rows: dict[int, list[int]] = {}
+    for i, g in enumerate(group):
+        rows.setdefault(g, []).append(i)
+    out: list[list[list[int]]] = [[] for _ in range(parts)]
+    target, done, p = len(group) / parts, 0, 0
+    for members in rows.values():
+        while p < parts - 1 and done >= target * (p + 1):
+            p += 1
+        out[p].append(members)
+        done += len(members)
+    return out
+
+
+def micro_batches(groups: list[list[int]], size: int) -> list[list[int]]:
+    """Pack whole groups into micro-batches of at most ``size`` rows (a larger group is one micro-batch)."""
+    out: list[list[int]] = []
+    for members in groups:
+        if out and len(out[-1]) + len(members) <= size:
+            out[-1] = out[-1] + members
+        else:
+            out.append(list(members))
+    return out
+
+
+def _reference(model, batch, micro: int) -> torch.Tensor:
+    """(B, T-1) token log-probs under the current weights (pi_theta_i), before any update."""
+    with torch.no_grad():
+        parts = [model.response_logprobs(rows_of(batch, list(range(s, min(s + micro, len(batch))))))[0]
+                 for s in range(0, len(batch), micro)]
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
+def policy_update(model, batch, rewards: torch.Tensor, group: torch.Tensor, loss_fn: Callable, hyper: dict[str, Any],
+                  opt, steps: int, minibatch_size: int, micro_batch_size: int, grad_clip: float) -> dict:
+    """``steps`` passes of optimizer steps over this process's ``batch`` (B responses; B may differ per
+    process, and be 0: ``batch`` None). Returns the last step's loss metrics, loss, grad norm and mean
+    token entropy. Collective under several processes."""
+    B = len(batch) if batch is not None else 0
+    n_mb = max(1, math.ceil(all_sum([float(B)])[0] / minibatch_size))
+    micro = max(1, min(micro_batch_size, minibatch_size))
+    ref = _reference(model, batch, micro) if B else None
+    mask = batch.response_mask[:, 1:] if B else None
+    parts = group_parts(group.tolist() if B else [], n_mb)
+    totals = all_sum([float(sum(len(g) for g in part)) for part in parts])  # rows per global minibatch
+    stats: dict = {}
+    for _ in range(steps):
+        for part, total in zip(parts, totals):
+            opt.zero_grad(set_to_none=True)
+            metrics, sums = {}, [0.0, 0.0, 0.0]  # weighted loss, entropy sum, response tokens
+            for idx in micro_batches(part, micro):
+                logp, ent = model.response_logprobs(rows_of(batch, idx), with_entropy=True)
+                t = torch.tensor(idx, device=mask.device)
+                out = loss_fn(logp, ref[t], mask[t], rewards[t], group[t], **hyper)
+                share = len(idx) / max(1.0, total)
+                (out.loss * share).backward()
+                sums[0] += out.loss.item() * share
+                sums[1] += float((ent.detach() * mask[t]).sum())
+                sums[2] += float(mask[t].sum())
+                metrics = out.metrics
+            sum_gradients(model.parameters())
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            opt.step()
+            loss, ent_sum, n_tok = all_sum(sums)
+            stats = {**metrics, "loss": loss, "grad_norm": float(grad_norm), "entropy": ent_sum / max(1.0, n_tok)}
+    return stats

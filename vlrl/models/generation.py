@@ -130,9 +130,13 @@ def generate(
     history: list[list[int]] = [[] for _ in range(n_rows)] if params.repeat_max_period else []
     for step in range(params.max_new_tokens):
         logits[:, model.image_token_id] = float("-inf")  # a response never contains an image placeholder
-        tok = sample_next(logits, params.temperature, params.top_p, generator)
+        logp = F.log_softmax(logits.float(), dim=-1)  # (A, V), shared by plain sampling and the returned log-probs
+        if params.temperature == 1.0 and params.top_p >= 1.0:
+            tok = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
+        else:
+            tok = sample_next(logits, params.temperature, params.top_p, generator)
         toks[rows, step] = tok
-        lps[rows, step] = F.log_softmax(logits.float(), dim=-1).gather(-1, tok[:, None]).squeeze(-1)
+        lps[rows, step] = logp.gather(-1, tok[:, None]).squeeze(-1)
         lengths[rows] = step + 1
         if on_tokens is not None:
             on_tokens(rows, tok)

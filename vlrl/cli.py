@@ -203,6 +203,24 @@ def _add_eval(sub) -> None:
     e.set_defaults(func=_eval)
 
 
+def _add_merge(sub) -> None:
+    m = sub.add_parser("merge", help="average the weights of models of one architecture (long2short merging)",
+                       description="Weighted average of two or more saved models (default: plain average, as in "
+                                   "Kimi k1.5); the output is a normal model directory.")
+    m.add_argument("models", nargs="+", help="saved model directories (the first one's processor is kept)")
+    m.add_argument("--out", required=True, help="output model directory")
+    m.add_argument("--weights", type=float, nargs="+", default=None, help="one weight per model (normalised)")
+    m.add_argument("--modules", nargs="+", default=None, choices=["encoder", "projector", "llm"],
+                   help="average only these modules; the rest is taken from the first model")
+
+    def run(a):
+        from vlrl.stages.long2short import merge_models
+
+        merge_models(a.models, a.out, a.weights, a.modules)
+
+    m.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlrl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -214,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     _stage(sub, "rl", "RL: Kimi k1.5 online mirror descent (or grpo / rloo), partial rollouts, length penalty",
            *STAGES["rl"])
 
+    _stage(sub, "long2short", "long2short: model merging, shortest rejection sampling, DPO, long2short RL, and the "
+           "token-efficiency report", *STAGES["long2short"])
+    _add_merge(sub)
     _add_warmup_data(sub)
     _add_eval(sub)
     _add_infer(sub)

@@ -12,6 +12,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "warmup": ("vlrl.stages.warmup", "WarmupConfig"),
     "eval": ("vlrl.stages.evaluate", "EvalConfig"),
     "rl": ("vlrl.stages.rl", "RLConfig"),
+    "long2short": ("vlrl.stages.long2short", "Long2ShortConfig"),
 }
 
 

@@ -1,0 +1,50 @@
+"""`vlrl long2short` with every method for a few steps on the tiny model, and `vlrl merge`."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from safetensors.torch import load_file
+
+from vlrl.cli import main as cli
+from vlrl.config import load_config
+from vlrl.models import load_pretrained
+from vlrl.stages.long2short import Long2ShortConfig, main
+
+
+def test_every_method_runs_and_the_report_lists_them(sft_tiny, saved_tiny, tmp_path):
+    out = tmp_path / "l2s"
+    cfg = load_config(Long2ShortConfig, "configs/tiny/long2short.yaml", [
+        f"long_model={sft_tiny}", f"short_model={saved_tiny}", f"output_dir={out}",
+        "sources=[synth:shapes?n=6&seed=4&levels=1,synth:arithmetic?n=6&seed=4&levels=1]",
+        "eval_sources=[synth:shapes?n=4&seed=999&levels=1,synth:text_rendered?n=2&seed=999&levels=1]",
+        "eval_max_new_tokens=12", "sample.n=4", "sample.max_new_tokens=12", "shortest_rs.steps=3",
+        "shortest_rs.batch_size=4", "dpo.epochs=1", "dpo.ratio=1.0",
+        "rl.overrides=[iterations=1,prompts_per_iteration=2,rollout.k=2,rollout.max_response_tokens=8,"
+        "length_penalty.weight=1.0,'sources=[synth:arithmetic?n=10&seed=2&levels=1]']"])
+    result = main(cfg)
+    for method in ("merge", "shortest_rs", "dpo", "rl"):
+        load_pretrained(out / method)  # a normal, loadable checkpoint
+    table = result["table"]
+    assert set(table["overall"]) == {"long", "short", "merge", "shortest_rs", "dpo", "rl"}
+    assert {"image", "text", "text_rendered"} <= set(table)
+    md = (out / "report.md").read_text()
+    assert all(f"| {m} |" in md for m in ("long", "merge", "shortest_rs", "dpo", "rl")) and (out / "report.png").exists()
+    rows = (out / "samples" / "long.jsonl").read_text().splitlines()
+    assert len(rows) == 12 and all(len(json.loads(r)["responses"]) == 4 for r in rows)
+    before = load_file(str(sft_tiny / "model.safetensors"))
+    dpo = load_file(str(out / "dpo" / "model.safetensors"))
+    assert any(not torch.equal(before[k], dpo[k]) for k in before)
+    again = main(cfg)  # every method is done: nothing is retrained, the report is rebuilt from the cache
+    assert again["table"] == result["table"]
+
+
+def test_merge_cli_averages_two_models(sft_tiny, saved_tiny, tmp_path):
+    assert cli(["merge", str(sft_tiny), str(saved_tiny), "--out", str(tmp_path / "m"), "--modules", "llm"]) == 0
+    a, b = load_file(str(sft_tiny / "model.safetensors")), load_file(str(saved_tiny / "model.safetensors"))
+    m = load_file(str(tmp_path / "m" / "model.safetensors"))
+    k = next(k for k in a if k.startswith("llm.") and a[k].is_floating_point() and not torch.equal(a[k], b[k]))
+    assert torch.allclose(m[k], (a[k] + b[k]) / 2)
+    e = next(k for k in a if k.startswith("encoder."))
+    assert torch.equal(m[e], a[e])

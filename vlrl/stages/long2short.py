@@ -1,0 +1,244 @@
+"""Long2short (k1.5 §2.4): transfer long-CoT skill into shorter answers, four ways, then compare.
+
+    vlrl long2short --config configs/tiny/long2short.yaml [methods=[merge,dpo] ...]
+    vlrl merge MODEL_A MODEL_B --out DIR [--weights 0.5 0.5] [--modules llm]
+
+Methods (any subset, in this order; each writes ``output_dir/<method>/`` and is skipped when its model
+exists, so a re-run resumes):
+- ``merge``: average the long-CoT and short-CoT models' weights.
+- ``shortest_rs``: n samples per prompt from ``shortest_rs.sample_from`` (long or merge), the shortest
+  correct one per prompt becomes an SFT target, trained with the warm-up stage's trainer.
+- ``dpo``: n samples per prompt from the long model; chosen = shortest correct, rejected = wrong or
+  >= ``dpo.ratio`` x longer correct; DPO loss with reference log-probs computed once.
+- ``rl``: the RL stage from the long model with the length penalty on and a much smaller maximum
+  response length (``rl.overrides``).
+It ends with the token-efficiency report (``output_dir/report.*``): pass@1 and mean tokens per modality
+for every method and the starting models, and the accuracy-vs-tokens plot.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+from vlrl.config import OptimConfig, save_config
+from vlrl.eval.metrics import PromptRecord
+
+METHODS = ("merge", "shortest_rs", "dpo", "rl")
+
+
+@dataclass
+class SampleConfig:
+    n: int = 8
+    temperature: float = 1.0
+    max_new_tokens: int = 256
+    batch_size: int = 32
+
+
+@dataclass
+class MergeConfig:
+    weights: List[float] = field(default_factory=lambda: [0.5, 0.5])  # long, short
+    modules: List[str] = field(default_factory=list)  # empty = every module
+
+
+@dataclass
+class ShortestRSConfig:
+    sample_from: str = "long"  # long | merge (the paper's "merge + rs")
+    steps: int = 150
+    batch_size: int = 32
+    lr: float = 5.0e-4
+
+
+@dataclass
+class DPOConfig:
+    ratio: float = 1.5
+    pairs_per_prompt: int = 2
+    beta: float = 0.1
+    epochs: int = 2
+    minibatch_size: int = 64  # responses (2 per pair) per optimizer step
+    micro_batch_size: int = 16
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, schedule="constant"))
+
+
+@dataclass
+class L2SRLConfig:
+    config: str = "configs/tiny/rl.yaml"  # the RL stage config it starts from
+    overrides: List[str] = field(default_factory=lambda: ["length_penalty.weight=1.0", "rollout.max_response_tokens=96"])
+
+
+@dataclass
+class Long2ShortConfig:
+    long_model: str = "runs/tiny/rl"
+    short_model: Optional[str] = None  # needed by merge
+    methods: List[str] = field(default_factory=lambda: list(METHODS))
+    sources: List[str] = field(default_factory=list)  # prompts with reference answers to sample on
+    eval_sources: List[str] = field(default_factory=list)
+    eval_max_new_tokens: int = 256
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    merge: MergeConfig = field(default_factory=MergeConfig)
+    shortest_rs: ShortestRSConfig = field(default_factory=ShortestRSConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
+    rl: L2SRLConfig = field(default_factory=L2SRLConfig)
+    seed: int = 0
+    output_dir: str = "runs/tiny/long2short"
+
+
+def merge_models(paths: List[str], out: str | Path, weights: List[float] | None = None,
+                 modules: List[str] | None = None) -> Path:
+    """Average saved models into ``out`` (a normal checkpoint with the first model's processor)."""
+    from safetensors.torch import load_file
+
+    from vlrl.algos.merge import merge_state_dicts
+    from vlrl.models import load_pretrained, save_pretrained
+
+    model, processor = load_pretrained(paths[0])
+    states = [load_file(str(Path(p) / "model.safetensors")) for p in paths]
+    merged = merge_state_dicts(states, weights, modules or None, names=paths)
+    model.load_state_dict(merged, strict=False)
+    save_pretrained(model, processor, out)
+    print(f"[merge] {' + '.join(paths)} -> {out}")
+    return Path(out)
+
+
+def _done(path: Path) -> bool:
+    return (path / "model.safetensors").is_file() and (path / "vlm_config.json").is_file()
+
+
+def sample_records(model_dir: str, cfg: Long2ShortConfig, cache: Path) -> tuple[list[PromptRecord], list]:
+    """n scored samples per prompt from ``model_dir`` (cached in ``cache`` as JSONL)."""
+    from vlrl.eval import evaluate_samples
+    from vlrl.models import SamplingParams, load_pretrained
+    from vlrl.rewards import REWARDS
+    from vlrl.trainer import load_data
+
+    samples = load_data(cfg.sources)
+    if cache.is_file():
+        return [PromptRecord(**json.loads(x)) for x in cache.read_text().splitlines()], samples
+    model, processor = load_pretrained(model_dir)
+    s = cfg.sample
+    params = SamplingParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature, num_samples=s.n)
+    records = evaluate_samples(model, processor, samples, params, REWARDS.build("math", symbolic=False),
+                               s.batch_size, cfg.seed)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text("".join(json.dumps(asdict(r)) + "\n" for r in records))
+    return records, samples
+
+
+def run_shortest_rs(cfg: Long2ShortConfig, base: str, samples_cache: Path, out: Path) -> None:
+    from vlrl.config import load_config
+    from vlrl.data.long2short import shortest_rs_samples
+    from vlrl.data.synth import write_dataset
+    from vlrl.stages import warmup
+
+    records, samples = sample_records(base, cfg, samples_cache)
+    sft = shortest_rs_samples(records, samples)
+    if not sft:
+        raise ValueError(f"shortest_rs: no prompt has a correct response among {cfg.sample.n} samples from {base}")
+    data = write_dataset(sft, out / "data")
+    print(f"[shortest_rs] {len(sft)} of {len(records)} prompts have a correct response -> {data}")
+    rs = cfg.shortest_rs
+    wcfg = load_config(warmup.WarmupConfig, None, [
+        f"init_from={base}", f"data.sources=[{data}]", f"phases=[{{steps: {rs.steps}}}]", f"batch_size={rs.batch_size}",
+        f"optim.lr={rs.lr}", "optim.warmup_steps=10", f"output_dir={out}", f"seed={cfg.seed}", "trackers=[]"])
+    warmup.main(wcfg)
+
+
+def run_dpo(cfg: Long2ShortConfig, samples_cache: Path, out: Path) -> None:
+    from vlrl.algos import LOSSES
+    from vlrl.algos.update import policy_update
+    from vlrl.data.long2short import dpo_pairs
+    from vlrl.distributed import world
+    from vlrl.models import load_pretrained, save_pretrained
+    from vlrl.rollout.buffer import Trajectory
+    from vlrl.rollout.scoring import scoring_batch
+    from vlrl.training import build_optimizer, seed_everything
+
+    seed_everything(cfg.seed)
+    records, samples = sample_records(cfg.long_model, cfg, samples_cache)
+    pairs = dpo_pairs(records, samples, cfg.dpo.ratio, cfg.dpo.pairs_per_prompt)
+    if not pairs:
+        raise ValueError("dpo: no preference pairs (no prompt has a correct response and a wrong or longer one)")
+    model, processor = load_pretrained(cfg.long_model)
+    rank, n_proc = world()
+    mine = list(range(len(pairs)))[rank::n_proc]
+    trajs, rewards, group = [], [], []
+    for p in mine:
+        for text, r in ((pairs[p].chosen, 1.0), (pairs[p].rejected, 0.0)):
+            t = Trajectory(pairs[p].sample, finish="stop")
+            t.add_segment(processor.tokenize(text) + [processor.eos_token_id], 0)
+            trajs.append(t)
+            rewards.append(r)
+            group.append(p)
+    print(f"[dpo] {len(pairs)} pairs ({sum(not p.rejected_correct for p in pairs)} with a wrong rejected answer)")
+    batch = scoring_batch(processor, trajs, 0, False) if trajs else None
+    opt = build_optimizer(list(model.parameters()), cfg.dpo.optim)
+    model.train()
+    stats = policy_update(model, batch, torch.tensor(rewards), torch.tensor(group), LOSSES.get("dpo"),
+                          {"beta": cfg.dpo.beta}, opt, cfg.dpo.epochs, cfg.dpo.minibatch_size,
+                          cfg.dpo.micro_batch_size, cfg.dpo.optim.grad_clip)
+    print("[dpo] last step: " + ", ".join(f"{k} {v:.3f}" for k, v in stats.items()))
+    if rank == 0:
+        save_pretrained(model, processor, out)
+
+
+def run_rl(cfg: Long2ShortConfig, out: Path) -> None:
+    from vlrl.config import load_config
+    from vlrl.stages import rl
+
+    rcfg = load_config(rl.RLConfig, cfg.rl.config, [*cfg.rl.overrides, f"init_from={cfg.long_model}",
+                                                     f"output_dir={out}", "eval_sources=[]"])
+    rl.main(rcfg)
+
+
+def efficiency(cfg: Long2ShortConfig, models: dict[str, str], out: Path) -> dict:
+    """Evaluate every model (cached per model) and write the token-efficiency report."""
+    from vlrl.eval.efficiency import write_efficiency_report
+    from vlrl.models import load_pretrained
+    from vlrl.stages.warmup import final_eval
+
+    reports = {}
+    for name, path in models.items():
+        cached = out / "eval" / name / "eval.json"
+        if not cached.is_file():
+            model, processor = load_pretrained(path)
+            final_eval(model, processor, cfg.eval_sources, cfg.eval_max_new_tokens, cached.parent, name)
+        reports[name] = json.loads(cached.read_text())
+    result = write_efficiency_report(reports, out, "long")
+    print(f"[long2short] token-efficiency report -> {out / 'report.md'}")
+    for name, row in result["relative"].get("overall", {}).items():
+        print(f"[long2short]   {name:12s} token cut {row['token_cut']:+.1%}, accuracy {row['accuracy_change_points']:+.1f} pts")
+    return result
+
+
+def main(cfg: Long2ShortConfig) -> dict:
+    bad = [m for m in cfg.methods if m not in METHODS]
+    if bad:
+        raise ValueError(f"long2short: unknown method(s) {bad}; choose from {list(METHODS)}")
+    if "merge" in cfg.methods and not cfg.short_model:
+        raise ValueError("long2short: the merge method needs short_model=<a short-CoT model directory>")
+    if "shortest_rs" in cfg.methods and cfg.shortest_rs.sample_from not in ("long", "merge"):
+        raise ValueError(f"long2short: shortest_rs.sample_from '{cfg.shortest_rs.sample_from}' is not long or merge")
+    if cfg.shortest_rs.sample_from == "merge" and "shortest_rs" in cfg.methods and "merge" not in cfg.methods:
+        raise ValueError("long2short: shortest_rs.sample_from=merge needs the merge method in methods")
+    out = Path(cfg.output_dir)
+    save_config(cfg, out / "config.yaml")
+    models = {"long": cfg.long_model, **({"short": cfg.short_model} if cfg.short_model else {})}
+    for method in [m for m in METHODS if m in cfg.methods]:
+        d = out / method
+        if not _done(d):
+            if method == "merge":
+                merge_models([cfg.long_model, cfg.short_model], d, cfg.merge.weights, cfg.merge.modules)
+            elif method == "shortest_rs":
+                src = cfg.shortest_rs.sample_from
+                base = str(out / "merge") if src == "merge" else cfg.long_model
+                run_shortest_rs(cfg, base, out / "samples" / f"{src}.jsonl", d)
+            elif method == "dpo":
+                run_dpo(cfg, out / "samples" / "long.jsonl", d)
+            else:
+                run_rl(cfg, d)
+        models[method] = str(d)
+    return efficiency(cfg, models, out) if cfg.eval_sources else {}

@@ -221,6 +221,34 @@ def _add_merge(sub) -> None:
     m.set_defaults(func=run)
 
 
+def _add_plot(sub) -> None:
+    p = sub.add_parser("plot", help="overlay the curves of several runs (e.g. kimi vs grpo) in one PNG",
+                       description="One panel per metric, one line per run, from each run's metrics.jsonl.")
+    p.add_argument("--run", action="append", required=True, metavar="NAME=DIR",
+                   help="a run to draw: a label and its output directory (or metrics.jsonl); repeat")
+    p.add_argument("--keys", nargs="+", default=None, help="metrics to draw (default: the RL stage's curves)")
+    p.add_argument("--out", required=True, help="PNG path")
+    p.add_argument("--title", default="")
+
+    def run(a):
+        from vlrl.eval.curves import plot_runs
+
+        runs = {}
+        for spec in a.run:
+            name, sep, path = spec.partition("=")
+            if not sep:
+                raise ValueError(f"--run '{spec}': expected NAME=DIR")
+            runs[name] = path
+        if a.keys is None:
+            from vlrl.stages.rl import CURVES
+
+            a.keys = list(CURVES)
+        out = plot_runs(runs, a.keys, a.out, a.title)
+        print(f"wrote {out}" if out else "nothing to plot: none of the keys is in these runs")
+
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlrl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -235,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     _stage(sub, "long2short", "long2short: model merging, shortest rejection sampling, DPO, long2short RL, and the "
            "token-efficiency report", *STAGES["long2short"])
     _add_merge(sub)
+    _add_plot(sub)
     _add_warmup_data(sub)
     _add_eval(sub)
     _add_infer(sub)

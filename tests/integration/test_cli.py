@@ -83,3 +83,18 @@ def test_warmup_data_programmatic_and_rejection_sampling(saved_tiny, tmp_path):
     assert set(rates) == {r["id"] for r in rows} and "prompts solved" in r.stdout
     r = vlrl("warmup-data", "--out", str(tmp_path / "x"), check=False)
     assert r.returncode == 2 and "either --synth" in r.stderr
+
+
+def test_plot_overlays_runs(tmp_path):
+    import json
+
+    from vlrl.cli import main
+
+    for name, acc in (("a", 0.2), ("b", 0.4)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.jsonl").write_text(
+            "".join(json.dumps({"step": s, "accuracy": acc + 0.01 * s}) + "\n" for s in range(1, 4)))
+    out = tmp_path / "cmp.png"
+    assert main(["plot", "--run", f"kimi={tmp_path / 'a'}", "--run", f"grpo={tmp_path / 'b'}", "--out", str(out)]) == 0
+    assert out.stat().st_size > 1000
+    assert main(["plot", "--run", str(tmp_path / "a"), "--out", str(out)]) == 2  # NAME=DIR is required

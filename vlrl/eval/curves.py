@@ -1,17 +1,28 @@
-"""Training curves from a stage's metrics.jsonl, as a PNG (people would rather look than read)."""
+"""Training curves from stages' metrics.jsonl, as a PNG (people would rather look than read).
+
+``plot_curves`` draws one run; ``plot_runs`` overlays several (e.g. ``kimi`` vs ``grpo`` from the same
+start), one panel per metric. ``vlrl plot --run kimi=runs/a --run grpo=runs/b --out cmp.png`` calls it.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 
-def plot_curves(metrics_path: str | Path, keys: Sequence[str], out_png: str | Path, title: str = "") -> Path | None:
-    """One panel per key present in the log (x = step); returns the PNG path, or None if nothing to plot."""
-    rows = [json.loads(x) for x in Path(metrics_path).read_text().splitlines() if x.strip()]
-    keys = [k for k in keys if any(k in r for r in rows)]
-    if not rows or not keys:
+def _rows(path: str | Path) -> list[dict]:
+    path = Path(path)
+    path = path / "metrics.jsonl" if path.is_dir() else path
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def plot_runs(runs: Mapping[str, str | Path], keys: Sequence[str], out_png: str | Path, title: str = "") -> Path | None:
+    """One panel per key present in any run (x = step), one line per run (label = its name); returns the
+    PNG path, or None if nothing to plot. A run is a metrics.jsonl file or the directory holding it."""
+    data = {name: _rows(p) for name, p in runs.items()}
+    keys = [k for k in keys if any(k in r for rows in data.values() for r in rows)]
+    if not keys:
         return None
     import matplotlib
 
@@ -22,11 +33,14 @@ def plot_curves(metrics_path: str | Path, keys: Sequence[str], out_png: str | Pa
     n_rows = (len(keys) + cols - 1) // cols
     fig, axes = plt.subplots(n_rows, cols, figsize=(4.2 * cols, 3.0 * n_rows), squeeze=False)
     for ax, key in zip(axes.flat, keys):
-        pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="." if len(pts) < 40 else None)
+        for name, rows in data.items():
+            pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="." if len(pts) < 40 else None, label=name or None)
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.grid(alpha=0.3)
+        if len(data) > 1:
+            ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     if title:
@@ -35,3 +49,8 @@ def plot_curves(metrics_path: str | Path, keys: Sequence[str], out_png: str | Pa
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
     return Path(out_png)
+
+
+def plot_curves(metrics_path: str | Path, keys: Sequence[str], out_png: str | Path, title: str = "") -> Path | None:
+    """One run's curves (see ``plot_runs``)."""
+    return plot_runs({"": metrics_path}, keys, out_png, title)

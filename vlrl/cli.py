@@ -262,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _stage(sub, "long2short", "long2short: model merging, shortest rejection sampling, DPO, long2short RL, and the "
            "token-efficiency report", *STAGES["long2short"])
+    _stage(sub, "pipeline", "the whole recipe in one run directory: align, warm-up, curation, RL, long2short, "
+           "report (re-running skips finished stages)", *STAGES["pipeline"])
     _add_merge(sub)
     _add_plot(sub)
     _add_warmup_data(sub)

@@ -13,6 +13,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "eval": ("vlrl.stages.evaluate", "EvalConfig"),
     "rl": ("vlrl.stages.rl", "RLConfig"),
     "long2short": ("vlrl.stages.long2short", "Long2ShortConfig"),
+    "pipeline": ("vlrl.stages.pipeline", "PipelineConfig"),
 }
 
 

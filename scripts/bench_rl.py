@@ -49,10 +49,32 @@ class ForwardTimer:
             module.register_forward_hook(lambda *a: setattr(self, "total", self.total + time.perf_counter() - self._t))
 
 
+class GenerateTimer:
+    """Wall time inside ``generate`` calls made by the rollout engine (the rest of a rollout is
+    encoding prompts, collating and bookkeeping: overhead)."""
+
+    def __init__(self) -> None:
+        import vlrl.rollout.engine as engine
+
+        self.total, real = 0.0, engine.generate
+
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return real(*args, **kwargs)
+            finally:
+                self.total += time.perf_counter() - t
+
+        engine.generate = timed
+
+
+GEN_TIMER: GenerateTimer | None = None
+
+
 def rl_step(model, proc, prompts, cfg: RolloutConfig, reward_fn, gen, timer: ForwardTimer) -> dict:
-    t0, f0 = time.perf_counter(), timer.total
+    t0, f0, g0 = time.perf_counter(), timer.total, GEN_TIMER.total
     trajs = rollout(model, proc, prompts, ReplayBuffer(), 0, cfg, gen)
-    t1, forward = time.perf_counter(), timer.total - f0
+    t1, forward, generate = time.perf_counter(), timer.total - f0, GEN_TIMER.total - g0
     scored = score_trajectories([proc.decode(t.tokens) for t in trajs], [t.sample for t in trajs],
                                 [len(t.tokens) for t in trajs], [t.finish for t in trajs], reward_fn)
     batch = scoring_batch(proc, trajs, 0, False)
@@ -67,6 +89,7 @@ def rl_step(model, proc, prompts, cfg: RolloutConfig, reward_fn, gen, timer: For
     opt.step()
     t3 = time.perf_counter()
     return {"rollout": t1 - t0, "reward": t2 - t1, "train": t3 - t2, "total": t3 - t0, "forward": forward,
+            "generate": generate,
             "completions": len(trajs), "tokens": sum(len(t.tokens) for t in trajs)}
 
 
@@ -152,6 +175,8 @@ def main() -> None:
     torch.manual_seed(0)
     model, proc = load_pretrained(a.model) if a.model else build_vlm(load_config(ModelFile, "configs/tiny/model.yaml").model)
     timer = ForwardTimer(model.llm, model.encoder, model.projector)  # every forward of the model
+    global GEN_TIMER
+    GEN_TIMER = GenerateTimer()
     cfg = RolloutConfig(k=a.k, max_response_tokens=a.max_tokens, repeat_max_period=0)
     reward_fn = REWARDS.build("math", symbolic=False)
     prompts = synth("shapes", a.prompts * (a.steps + 1), seed=3)
@@ -170,6 +195,9 @@ def main() -> None:
         "rollout_tokens_per_s": round(sum(r["tokens"] for r in steps) / roll, 1),
         "rollout_completions_per_s": round(sum(r["completions"] for r in steps) / roll, 2),
         "forward_share_of_rollout": round(sum(r["forward"] for r in steps) / roll, 3),
+        # the step's time outside generation, the loss forward/backward and the optimizer step (target <= 0.15)
+        "overhead_share_of_step": round(sum(r["total"] - r["generate"] - r["train"] for r in steps)
+                                        / sum(r["total"] for r in steps), 3),
         "time_split": {k: round(statistics.median(r[k] for r in steps), 4) for k in ("rollout", "reward", "train")},
         "partial_rollouts": long_tail(model, proc, a, reward_fn),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

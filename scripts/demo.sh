@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
-# The main job on the embedded default (configs/tiny/), CPU only, nothing downloaded (~6 min on 2 cores):
-# a tiny VLM built from configs -> alignment on scene descriptions -> long-CoT warm-up SFT -> held-out
-# evaluation -> answers to image questions it has never seen.
+# The main job on the embedded default (configs/tiny/), CPU only, nothing downloaded (~16 min on 2 cores):
+# the whole Kimi k1.5 recipe on a tiny VLM built from configs -> alignment -> long-CoT warm-up -> short-CoT
+# warm-up -> prompt curation -> RL -> long2short -> report, then answers to image questions it never saw.
+# Re-running skips the finished stages (NAME=other starts a fresh run directory).
 source "$(dirname "$0")/_env.sh"
-RUN=${RUN:-runs/demo}
-echo "[demo] 1/4 alignment: describe synthetic scenes (configs/tiny/align.yaml)"
-vlrl align --config configs/tiny/align.yaml output_dir="$RUN/align"
-echo "[demo] 2/4 long-CoT warm-up SFT + held-out evaluation (configs/tiny/warmup.yaml)"
-vlrl warmup --config configs/tiny/warmup.yaml init_from="$RUN/align" output_dir="$RUN/warmup"
-echo "[demo] 3/4 held-out questions, written as files"
+NAME=${NAME:-demo}
+RUN=runs/$NAME
+echo "[demo] 1/3 the pipeline (configs/tiny/pipeline.yaml) -> $RUN"
+vlrl pipeline --config configs/tiny/pipeline.yaml name="$NAME"
+echo "[demo] 2/3 held-out questions, written as files"
 vlrl data synth --task shapes --n 4 --levels 1-3 --seed 4242 --out "$RUN/questions"
 vlrl data synth --task text_rendered --n 1 --levels 1 --seed 4242 --out "$RUN/rendered"
-echo "[demo] 4/4 asking the trained model"
+echo "[demo] 3/3 asking the RL model"
 python - "$RUN" <<'PY'
 import json, sys
 from vlrl import Predictor
 run = sys.argv[1]
-p = Predictor.load(f"{run}/warmup", device="cpu")
+p = Predictor.load(f"{run}/rl", device="cpu")
 for name in ("questions", "rendered"):
     for line in open(f"{run}/{name}/data.jsonl"):
         row = json.loads(line)
@@ -27,8 +27,7 @@ for name in ("questions", "rendered"):
 PY
 first=$(ls "$RUN"/questions/images/*.png | head -1)
 echo
-echo "[demo] the CLI, streamed: vlrl infer --model $RUN/warmup --image $first --question 'How many shapes are there?'"
-vlrl infer --model "$RUN/warmup" --image "$first" --question "How many shapes are there?" --max-new-tokens 256
+echo "[demo] the CLI, streamed: vlrl infer --model $RUN/rl --image $first --question 'How many shapes are there?'"
+vlrl infer --model "$RUN/rl" --image "$first" --question "How many shapes are there?" --max-new-tokens 256
 echo
-echo "[demo] held-out report: $RUN/warmup/eval/eval.md (plot: eval.png); training curve: $RUN/warmup/metrics.jsonl"
-cat "$RUN/warmup/eval/eval.md"
+echo "[demo] everything in one page: $RUN/report.md (curation, curves, accuracy before/after RL, token efficiency)"

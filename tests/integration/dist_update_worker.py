@@ -15,7 +15,7 @@ from conftest import tiny_model_config  # noqa: E402
 from vlrl.algos import LOSSES  # noqa: E402
 from vlrl.algos.update import policy_update  # noqa: E402
 from vlrl.data.synth import generate  # noqa: E402
-from vlrl.distributed import init_from_launcher, world  # noqa: E402
+from vlrl.distributed import init_from_launcher, shutdown, world  # noqa: E402
 from vlrl.models import build_vlm  # noqa: E402
 from vlrl.rollout.buffer import Trajectory  # noqa: E402
 from vlrl.rollout.scoring import scoring_batch  # noqa: E402
@@ -47,6 +47,7 @@ def main(out: str) -> None:
     if rank == 0:
         torch.save({"world": n, "init": init, "params": {k_: v.detach().clone() for k_, v in model.state_dict().items()},
                     "loss": stats["loss"], "entropy": stats["entropy"]}, out)
+    shutdown()  # gloo can abort at interpreter exit with the group still up
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ FAST = {
                f"eval_sources={EVAL}", "eval_max_new_tokens=8"],
     "warmup_short": ["phases=[{steps: 2}]", "data.sources=[synth:arithmetic?n=16&seed=1&style=short]", "eval_sources=[]"],
     "curate": ["sources=[synth:curation_pool?n=40&seed=5]", "hack.probe.n=2", "difficulty.probe.n=2",
-               "difficulty.probe.max_new_tokens=8", "difficulty.drop_trivial=false", "selection.target=0"],
+               "difficulty.probe.max_new_tokens=8", "difficulty.drop_trivial=false",
+               "difficulty.drop_unsolved=false", "selection.target=0"],
     "rl": ["iterations=1", "prompts_per_iteration=2", "rollout.k=2", "rollout.max_response_tokens=8", "eval_every=1",
            f"eval_sources={EVAL}", "eval_max_new_tokens=8"],
     # an untrained model has no correct samples for shortest_rs / dpo (tested in test_long2short.py)

@@ -43,7 +43,8 @@ def test_wrong_type_and_bad_override_are_errors():
 def schema_for(path: Path):
     if path.stem == "model":
         return ModelFile
-    module, name = STAGES[path.stem]
+    stem = {"warmup_short": "warmup"}.get(path.stem, path.stem)
+    module, name = STAGES[stem]
     import importlib
     return getattr(importlib.import_module(module), name)
 
@@ -56,3 +57,16 @@ def test_every_yaml_under_configs_loads():
             continue
         cfg = load_config(schema_for(f), f)
         assert cfg is not None, f
+
+
+def test_accelerate_configs_are_complete():
+    import yaml
+
+    files = sorted((ROOT / "configs" / "accelerate").glob("*.yaml"))
+    assert {f.stem for f in files} >= {"ddp", "multinode_ddp", "fsdp", "zero2", "zero3", "cpu2"}
+    for f in files:
+        cfg = yaml.safe_load(f.read_text())
+        assert cfg["distributed_type"] in ("MULTI_GPU", "FSDP", "DEEPSPEED"), f
+        assert cfg["num_processes"] >= 2 and cfg["num_machines"] >= 1, f
+        if cfg["distributed_type"] == "DEEPSPEED":
+            assert cfg["deepspeed_config"]["zero_stage"] in (2, 3), f

@@ -55,11 +55,11 @@ def test_losses_and_rewards_registries_honour_their_protocols():
     from vlrl.rewards import REWARDS, RewardResult
     from vlrl.types import Sample
 
-    assert {"kimi", "grpo", "rloo"} <= set(LOSSES.keys()) and {"exact_match", "math"} <= set(REWARDS.keys())
+    assert {"kimi", "grpo", "rloo", "dpo"} <= set(LOSSES.keys()) and {"exact_match", "math"} <= set(REWARDS.keys())
     tl = torch.randn(4, 3, requires_grad=True)
     for name in LOSSES.keys():
         out = LOSSES.build(name, token_logp=tl, ref_token_logp=tl.detach(), mask=torch.ones(4, 3, dtype=torch.bool),
-                           rewards=torch.tensor([1.0, 0.0, 1.0, 1.0]), group=torch.tensor([0, 0, 1, 1]))
+                           rewards=torch.tensor([1.0, 0.0, 0.0, 1.0]), group=torch.tensor([0, 0, 1, 1]))
         assert isinstance(out, LossOutput) and out.loss.ndim == 0 and out.loss.requires_grad, name
     s = Sample(id="s", question="q", answer="4")
     class FakeCritic:  # a Predictor stand-in: the critic's reply

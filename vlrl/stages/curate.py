@@ -184,4 +184,6 @@ def main(cfg: CurateConfig) -> dict:
     if accel.is_main_process:
         print("[curate] " + " -> ".join(f"{step} {n}" for step, n in rep["funnel"]))
         print(f"[curate] {len(selected)} prompts -> {out / 'data.jsonl'} (report: {out / 'report.md'})")
+    if not selected:
+        raise ValueError(f"curate: no prompt survived the filters (see {out / 'report.md'} for what removed them)")
     return rep

@@ -150,19 +150,22 @@ class RLState:
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.rollout_gen = torch.Generator().manual_seed(cfg.seed + 1 + 1000 * rank)
 
-    def save(self, out: Path, model, processor, keep: int = 2) -> None:
-        """Collective: every process contributes its buffer and rollout generator; the main one writes."""
+    def save(self, out: Path, model, processor, opt=None, keep: int = 2) -> None:
+        """Collective: every process contributes its buffer and rollout generator; the main one writes
+        (with the optimizer state, which a run without per-iteration reset carries across iterations)."""
         buffers = gather_objects(self.buffer.state_dict())
         gens = gather_objects(self.rollout_gen.get_state())
         if world()[0] == 0:
             tensors = {"rng": rng_state(), "generator": self.generator.get_state(), **self.tracker.state_dict(),
                        **{f"rollout_gen.{r}": g for r, g in enumerate(gens)}}
+            if opt is not None:
+                tensors["optimizer"] = opt.state_dict()
             save_checkpoint(out, model, processor, tensors, {"step": self.iteration, "buffers": buffers}, keep)
         barrier()
 
-    def load(self, ckpt: Path, model, samples_by_id: dict) -> None:
+    def load(self, ckpt: Path, model, samples_by_id: dict) -> dict | None:
         """Every process reads the checkpoint; saved buffers are pooled and dealt out again by rank, so a
-        run may resume on a different number of processes."""
+        run may resume on a different number of processes. Returns the saved optimizer state, if any."""
         from safetensors.torch import load_model
 
         rank, n = world()
@@ -178,6 +181,7 @@ class RLState:
         if f"rollout_gen.{rank}" in tensors:
             self.rollout_gen.set_state(tensors[f"rollout_gen.{rank}"])
         set_rng_state(tensors["rng"])
+        return tensors.get("optimizer")
 
 
 def _update_tracker(state: RLState, trajs, scored) -> None:
@@ -259,12 +263,15 @@ def main(cfg: RLConfig) -> Path:
     model, processor = load_pretrained(cfg.init_from, device=PartialState().device)
     samples = load_data(cfg.sources)
     state = RLState(cfg, samples)
-    ckpt = latest_checkpoint(out) if cfg.resume else None
+    ckpt, opt = latest_checkpoint(out) if cfg.resume else None, None
     if ckpt is not None:
-        state.load(ckpt, model, {s.id: s for s in samples})
+        opt_state = state.load(ckpt, model, {s.id: s for s in samples})
+        if opt_state is not None and not cfg.reset_optimizer:
+            opt = build_optimizer(list(model.parameters()), cfg.optim)
+            opt.load_state_dict(opt_state)
         print(f"[rl] resuming from {ckpt} (iteration {state.iteration})")
     reward_fn = REWARDS.build(cfg.reward.name, **cfg.reward.kwargs)
-    log, opt = MetricsLog(out / "metrics.jsonl") if rank == 0 else None, None
+    log = MetricsLog(out / "metrics.jsonl") if rank == 0 else None
     while state.iteration < cfg.iterations:
         metrics, opt = run_iteration(model, processor, samples, state, cfg, reward_fn, opt)
         state.iteration += 1
@@ -276,7 +283,7 @@ def main(cfg: RLConfig) -> Path:
                   f"{metrics.get('accuracy', 0):.3f} len {metrics.get('length_mean', 0):.0f} "
                   f"buffer {metrics.get('buffer', 0)}")
         if cfg.save_every and (state.iteration % cfg.save_every == 0 or state.iteration == cfg.iterations):
-            state.save(out, model, processor)
+            state.save(out, model, processor, None if cfg.reset_optimizer else opt)
     if rank == 0:
         save_pretrained(model, processor, out)
         plot_curves(out / "metrics.jsonl", CURVES, out / "curves.png", f"RL ({cfg.loss.name})")

@@ -162,3 +162,20 @@ def test_response_logprobs_match_a_manual_computation(tiny):
 def test_position_ids_ignore_left_padding():
     mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
     assert position_ids_from_mask(mask).tolist() == [[0, 0, 0, 1, 2], [0, 1, 2, 3, 4]]
+
+
+def test_per_prompt_sample_counts_and_caps_in_one_loop(tiny):
+    """Prompt 0 gets 1 row of at most 2 tokens, prompt 1 three rows of at most 5 (greedy, so its rows
+    agree); each row equals what generating its prompt alone gives."""
+    model, proc = tiny
+    samples = synth("shapes", 1, seed=3) + synth("arithmetic", 1, seed=3)
+    batch = collate_generation([proc.encode(s) for s in samples], proc.pad_token_id)
+    never = SamplingParams(max_new_tokens=5, stop_token_ids=[-1])  # no stop token: rows run to their cap
+    out = generate(model, batch, never, proc.eos_token_id, samples_per_prompt=[1, 3], max_new_per_prompt=[2, 5])
+    assert out.prompt_index == [0, 1, 1, 1]
+    assert [len(t) for t in out.tokens] == [2, 5, 5, 5] and out.finish_reasons == ["length"] * 4
+    assert out.tokens[1] == out.tokens[2] == out.tokens[3]
+    for i, cap in ((0, 2), (1, 5)):
+        alone = collate_generation([proc.encode(samples[i])], proc.pad_token_id)
+        ref = generate(model, alone, SamplingParams(max_new_tokens=cap, stop_token_ids=[-1]), proc.eos_token_id)
+        assert ref.tokens[0] == out.tokens[0 if i == 0 else 1]

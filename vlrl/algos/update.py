@@ -21,7 +21,8 @@ from vlrl.distributed import all_sum, sum_gradients
 
 
 def rows_of(batch, idx: list[int]):
-    """Rows ``idx`` of a scoring batch, with their images (in that order)."""
+    """Rows ``idx`` of a right-padded scoring batch, with their images (in that order), trimmed to their
+    own longest row: a micro-batch of short responses does not pay for the iteration's longest one."""
     counts = batch.image_counts
     offsets = [0]
     for c in counts:
@@ -29,8 +30,9 @@ def rows_of(batch, idx: list[int]):
     img = [j for i in idx for j in range(offsets[i], offsets[i + 1])]
     pv = batch.pixel_values[img] if batch.pixel_values is not None and img else None
     t = torch.tensor(idx, dtype=torch.long, device=batch.input_ids.device)
-    return replace(batch, input_ids=batch.input_ids[t], attention_mask=batch.attention_mask[t], pixel_values=pv,
-                   image_counts=[counts[i] for i in idx], response_mask=batch.response_mask[t],
+    width = int(batch.attention_mask[t].sum(-1).max())
+    return replace(batch, input_ids=batch.input_ids[t, :width], attention_mask=batch.attention_mask[t, :width],
+                   pixel_values=pv, image_counts=[counts[i] for i in idx], response_mask=batch.response_mask[t, :width],
                    sample_ids=[batch.sample_ids[i] for i in idx], prompt_lens=[batch.prompt_lens[i] for i in idx])
 
 
@@ -64,10 +66,15 @@ def micro_batches(groups: list[list[int]], size: int) -> list[list[int]]:
 
 def _reference(model, batch, micro: int) -> torch.Tensor:
     """(B, T-1) token log-probs under the current weights (pi_theta_i), before any update."""
+    B, T = batch.input_ids.shape
+    ref = torch.zeros(B, T - 1, device=batch.input_ids.device)
+    order = sorted(range(B), key=lambda i: int(batch.attention_mask[i].sum()))  # similar lengths together
     with torch.no_grad():
-        parts = [model.response_logprobs(rows_of(batch, list(range(s, min(s + micro, len(batch))))))[0]
-                 for s in range(0, len(batch), micro)]
-    return torch.cat(parts) if parts else torch.zeros(0)
+        for s in range(0, B, micro):
+            idx = order[s : s + micro]
+            part = model.response_logprobs(rows_of(batch, idx))[0]
+            ref[idx, : part.shape[1]] = part
+    return ref
 
 
 def policy_update(model, batch, rewards: torch.Tensor, group: torch.Tensor, loss_fn: Callable, hyper: dict[str, Any],
@@ -81,21 +88,23 @@ def policy_update(model, batch, rewards: torch.Tensor, group: torch.Tensor, loss
     ref = _reference(model, batch, micro) if B else None
     mask = batch.response_mask[:, 1:] if B else None
     parts = group_parts(group.tolist() if B else [], n_mb)
+    lengths = batch.attention_mask.sum(-1).tolist() if B else []  # groups of similar length share micro-batches
     totals = all_sum([float(sum(len(g) for g in part)) for part in parts])  # rows per global minibatch
     stats: dict = {}
     for _ in range(steps):
         for part, total in zip(parts, totals):
             opt.zero_grad(set_to_none=True)
             metrics, sums = {}, [0.0, 0.0, 0.0]  # weighted loss, entropy sum, response tokens
-            for idx in micro_batches(part, micro):
-                logp, ent = model.response_logprobs(rows_of(batch, idx), with_entropy=True)
-                t = torch.tensor(idx, device=mask.device)
-                out = loss_fn(logp, ref[t], mask[t], rewards[t], group[t], **hyper)
+            for idx in micro_batches(sorted(part, key=lambda g: max(lengths[i] for i in g)), micro):
+                logp, ent = model.response_logprobs(rows_of(batch, idx), with_entropy=True)  # (m, w)
+                t, w = torch.tensor(idx, device=mask.device), logp.shape[1]
+                m = mask[t, :w]
+                out = loss_fn(logp, ref[t, :w], m, rewards[t], group[t], **hyper)
                 share = len(idx) / max(1.0, total)
                 (out.loss * share).backward()
                 sums[0] += out.loss.item() * share
-                sums[1] += float((ent.detach() * mask[t]).sum())
-                sums[2] += float(mask[t].sum())
+                sums[1] += float((ent.detach() * m).sum())
+                sums[2] += float(m.sum())
                 metrics = out.metrics
             sum_gradients(model.parameters())
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)

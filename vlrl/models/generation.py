@@ -86,18 +86,21 @@ def _loop_mask(history: list[list[int]], rows: torch.Tensor, tok: torch.Tensor, 
     return out
 
 
-def _prefill(model: VisionLanguageModel, batch: Batch, k: int):
-    """Encode images and prefill the prompts once; repeat the cache k times. Returns (cache, last logits
-    (B*k, V), attention mask (B*k, T), next positions (B*k,))."""
+def _prefill(model: VisionLanguageModel, batch: Batch, counts: list[int]):
+    """Encode images and prefill the prompts once; repeat prompt i's cache row ``counts[i]`` times.
+    Returns (cache, last logits (R, V), attention mask (R, T), next positions (R,), prompt index (R,)),
+    R = sum(counts)."""
     mask = batch.attention_mask
     pos = position_ids_from_mask(mask)
     embeds = model.embed(batch.input_ids, batch.pixel_values, batch.image_counts, batch.sample_ids)
     out = model.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
     cache, logits, next_pos = out.past_key_values, out.logits[:, -1], pos[:, -1] + 1
-    if k > 1:
-        cache.batch_repeat_interleave(k)
-        logits, mask, next_pos = (t.repeat_interleave(k, dim=0) for t in (logits, mask, next_pos))
-    return cache, logits, mask, next_pos
+    index = torch.repeat_interleave(torch.arange(len(counts), device=mask.device),
+                                    torch.tensor(counts, device=mask.device))
+    if any(c != 1 for c in counts):
+        cache.batch_select_indices(index)
+        logits, mask, next_pos = logits[index], mask[index], next_pos[index]
+    return cache, logits, mask, next_pos, index
 
 
 @torch.no_grad()
@@ -108,27 +111,37 @@ def generate(
     eos_token_id: int,
     generator: torch.Generator | None = None,
     on_tokens: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+    samples_per_prompt: list[int] | None = None,
+    max_new_per_prompt: list[int] | None = None,
 ) -> GenerationOutput:
     """Generate ``params.num_samples`` continuations for each prompt of a left-padded batch.
 
     Args:
         batch: from ``collate_generation`` (left padding), on the model's device.
         on_tokens: called every step with (rows (A,), tokens (A,)) of the still-active rows (streaming).
+        samples_per_prompt: per prompt, how many continuations (overrides ``num_samples``); the rows of
+            a prompt are consecutive in the output.
+        max_new_per_prompt: per prompt, its own new-token cap (overrides ``max_new_tokens``), so
+            continued partial rollouts and new prompts share one generation loop.
     """
     was_training = model.training
     model.eval()
     llm = model.llm
     stop = torch.tensor(params.stop_token_ids or [eos_token_id], device=batch.input_ids.device)
-    cache, logits, mask, next_pos = _prefill(model, batch, params.num_samples)
+    B = batch.input_ids.shape[0]
+    counts = samples_per_prompt or [params.num_samples] * B
+    cache, logits, mask, next_pos, index = _prefill(model, batch, counts)
     n_rows = logits.shape[0]
+    caps = torch.tensor(max_new_per_prompt or [params.max_new_tokens] * B, device=logits.device)[index]  # (R,)
+    max_new = int(caps.max())
     rows = torch.arange(n_rows, device=logits.device)  # active row -> output row
-    toks = torch.zeros((n_rows, params.max_new_tokens), dtype=torch.long, device=logits.device)
-    lps = torch.zeros((n_rows, params.max_new_tokens), dtype=torch.float32, device=logits.device)
+    toks = torch.zeros((n_rows, max_new), dtype=torch.long, device=logits.device)
+    lps = torch.zeros((n_rows, max_new), dtype=torch.float32, device=logits.device)
     lengths = torch.zeros(n_rows, dtype=torch.long, device=logits.device)
     stopped = torch.zeros(n_rows, dtype=torch.bool, device=logits.device)
     looped = torch.zeros(n_rows, dtype=torch.bool, device=logits.device)
     history: list[list[int]] = [[] for _ in range(n_rows)] if params.repeat_max_period else []
-    for step in range(params.max_new_tokens):
+    for step in range(max_new):
         logits[:, model.image_token_id] = float("-inf")  # a response never contains an image placeholder
         logp = F.log_softmax(logits.float(), dim=-1)  # (A, V), shared by plain sampling and the returned log-probs
         if params.temperature == 1.0 and params.top_p >= 1.0:
@@ -146,8 +159,9 @@ def generate(
             loop = _loop_mask(history, rows, tok, params)
             looped[rows[loop & ~done]] = True
             done = done | loop
+        done = done | (caps[rows] <= step + 1)  # this row's own budget is used up ("length")
         keep = (~done).nonzero().squeeze(-1)
-        if keep.numel() == 0 or step == params.max_new_tokens - 1:
+        if keep.numel() == 0 or step == max_new - 1:
             break
         if keep.numel() < rows.numel():  # drop finished rows from the cache
             cache.batch_select_indices(keep)
@@ -162,5 +176,5 @@ def generate(
         tokens=[toks_l[r][: lengths_l[r]] for r in range(n_rows)],
         logprobs=[lps_l[r][: lengths_l[r]] for r in range(n_rows)],
         finish_reasons=["stop" if s else "repeat" if r else "length" for s, r in zip(stopped.tolist(), looped.tolist())],
-        prompt_index=[r // params.num_samples for r in range(n_rows)],
+        prompt_index=index.tolist(),
     )

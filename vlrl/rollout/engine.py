@@ -34,19 +34,23 @@ class RolloutConfig:
     batch_size: int = 32  # prompts (or continued trajectories) per generation call
 
 
-def _generate(model, processor, samples: Sequence[Sample], prefixes: Sequence[list[int]], k: int,
-              max_new: int, cfg: RolloutConfig, generator) -> tuple[list[list[int]], list[str]]:
-    params = SamplingParams(max_new_tokens=max_new, temperature=cfg.temperature, top_p=cfg.top_p, num_samples=k,
+def _generate(model, processor, samples: Sequence[Sample], prefixes: Sequence[list[int]], counts: Sequence[int],
+              caps: Sequence[int], cfg: RolloutConfig, generator) -> tuple[list[list[int]], list[str], list[int]]:
+    """Rows of new tokens, finish reasons and the prompt each row belongs to; prompt i gets ``counts[i]``
+    samples of at most ``caps[i]`` tokens, all prompts of a batch in one generation loop."""
+    params = SamplingParams(max_new_tokens=max(caps), temperature=cfg.temperature, top_p=cfg.top_p,
                             repeat_max_period=cfg.repeat_max_period, repeat_times=cfg.repeat_times)
-    tokens, reasons = [], []
+    tokens, reasons, owner = [], [], []
     for i in range(0, len(samples), cfg.batch_size):
-        enc = [processor.encode(s, p or None, add_eos=False) for s, p in
-               zip(samples[i : i + cfg.batch_size], prefixes[i : i + cfg.batch_size])]
+        sl = slice(i, i + cfg.batch_size)
+        enc = [processor.encode(s, p or None, add_eos=False) for s, p in zip(samples[sl], prefixes[sl])]
         batch = collate_generation(enc, processor.pad_token_id).to(model.device)
-        out = generate(model, batch, params, processor.eos_token_id, generator)
+        out = generate(model, batch, params, processor.eos_token_id, generator,
+                       samples_per_prompt=list(counts[sl]), max_new_per_prompt=list(caps[sl]))
         tokens += out.tokens
         reasons += out.finish_reasons
-    return tokens, reasons
+        owner += [i + p for p in out.prompt_index]
+    return tokens, reasons, owner
 
 
 def _settle(traj: Trajectory, new: list[int], reason: str, cfg: RolloutConfig, iteration: int,
@@ -71,17 +75,21 @@ def rollout(model: VisionLanguageModel, processor: MultimodalProcessor, prompts:
     done: list[Trajectory] = []
     budget = cfg.budget or cfg.max_response_tokens
     waiting = buffer.take_all()
-    if waiting:
-        max_new = min(budget, max(1, cfg.max_response_tokens - min(len(t.tokens) for t in waiting)))
-        toks, reasons = _generate(model, processor, [t.sample for t in waiting], [t.tokens for t in waiting], 1,
-                                  max_new, cfg, generator)
-        for t, new, why in zip(waiting, toks, reasons):
+    # continued trajectories (1 sample each, their remaining budget) and new prompts (k samples each)
+    # share one generation loop, so short new tasks fill the batch while long ones are continued
+    samples = [t.sample for t in waiting] + list(prompts)
+    prefixes = [t.tokens for t in waiting] + [[] for _ in prompts]
+    counts = [1] * len(waiting) + [cfg.k] * len(prompts)
+    caps = [max(1, min(budget, cfg.max_response_tokens - len(t.tokens))) for t in waiting]
+    caps += [min(budget, cfg.max_response_tokens)] * len(prompts)
+    if not samples:
+        return done
+    toks, reasons, owner = _generate(model, processor, samples, prefixes, counts, caps, cfg, generator)
+    for new, why, p in zip(toks, reasons, owner):
+        if p < len(waiting):
+            t = waiting[p]
             new = new[: cfg.max_response_tokens - len(t.tokens)]
-            _settle(t, new, why, cfg, iteration, buffer, done)
-    if prompts:
-        toks, reasons = _generate(model, processor, prompts, [[] for _ in prompts], cfg.k,
-                                  min(budget, cfg.max_response_tokens), cfg, generator)
-        for row, (new, why) in enumerate(zip(toks, reasons)):
-            t = Trajectory(prompts[row // cfg.k], started=iteration)
-            _settle(t, new, why, cfg, iteration, buffer, done)
+        else:
+            t = Trajectory(prompts[p - len(waiting)], started=iteration)
+        _settle(t, new, why, cfg, iteration, buffer, done)
     return done

@@ -143,13 +143,8 @@ def generate(
     history: list[list[int]] = [[] for _ in range(n_rows)] if params.repeat_max_period else []
     for step in range(max_new):
         logits[:, model.image_token_id] = float("-inf")  # a response never contains an image placeholder
-        logp = F.log_softmax(logits.float(), dim=-1)  # (A, V), shared by plain sampling and the returned log-probs
-        if params.temperature == 1.0 and params.top_p >= 1.0:
-            tok = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
-        else:
-            tok = sample_next(logits, params.temperature, params.top_p, generator)
+        tok, lps[rows, step] = _choose(logits, params, generator)
         toks[rows, step] = tok
-        lps[rows, step] = logp.gather(-1, tok[:, None]).squeeze(-1)
         lengths[rows] = step + 1
         if on_tokens is not None:
             on_tokens(rows, tok)
@@ -171,10 +166,25 @@ def generate(
                   past_key_values=cache, use_cache=True)
         logits, next_pos = out.logits[:, -1], next_pos + 1
     model.train(was_training)
+    return _output(toks, lps, lengths, stopped, looped, index)
+
+
+def _choose(logits: torch.Tensor, params: SamplingParams, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, V) logits -> (A,) next tokens and their (A,) log-probs under the untempered policy; at
+    temperature 1 without top-p one log_softmax serves both."""
+    logp = F.log_softmax(logits.float(), dim=-1)
+    if params.temperature == 1.0 and params.top_p >= 1.0:
+        tok = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
+    else:
+        tok = sample_next(logits, params.temperature, params.top_p, generator)
+    return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
+
+
+def _output(toks, lps, lengths, stopped, looped, index) -> GenerationOutput:
     lengths_l, toks_l, lps_l = lengths.tolist(), toks.tolist(), lps.tolist()
     return GenerationOutput(
-        tokens=[toks_l[r][: lengths_l[r]] for r in range(n_rows)],
-        logprobs=[lps_l[r][: lengths_l[r]] for r in range(n_rows)],
+        tokens=[t[:n] for t, n in zip(toks_l, lengths_l)],
+        logprobs=[lp[:n] for lp, n in zip(lps_l, lengths_l)],
         finish_reasons=["stop" if s else "repeat" if r else "length" for s, r in zip(stopped.tolist(), looped.tolist())],
         prompt_index=index.tolist(),
     )

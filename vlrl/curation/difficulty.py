@@ -15,7 +15,6 @@ identity, the mode and its generation settings, and the prompt (id, text, answer
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,10 +56,9 @@ def prompt_key(sample: Sample, model_id: str, mode: str, cfg: ProbeConfig) -> st
             h.update(str(img).encode())
         elif isinstance(img, bytes):
             h.update(img)
-        else:
-            buf = io.BytesIO()
-            img.save(buf, format="PNG")
-            h.update(buf.getvalue())
+        else:  # a decoded image: its mode, size and pixels (no re-encoding)
+            h.update(f"{img.mode}{img.size}".encode())
+            h.update(img.tobytes())
     return h.hexdigest()
 
 

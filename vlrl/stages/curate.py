@@ -26,8 +26,8 @@ from vlrl.curation import (DEFAULT_DISCIPLINES, DEFAULT_DOMAINS, ProbeCache, Pro
                            balanced_select, bucket, easy_to_hack, model_identity, probe, rule_reasons, tag_sample)
 from vlrl.curation.report import distribution, kind_check, write_report
 from vlrl.curation.tags import model_domains
-from vlrl.data.records import LoadReport, load_samples
 from vlrl.stages.evaluate import RewardConfig
+from vlrl.trainer import load_data
 
 
 @dataclass
@@ -150,9 +150,7 @@ def main(cfg: CurateConfig) -> dict:
     accel, out = accelerator(), Path(cfg.output_dir)
     if accel.is_main_process:
         save_config(cfg, out / "config.yaml")
-    load = LoadReport()
-    pool = [s for src in cfg.sources for s in load_samples(src, "skip", load)]
-    print(f"[data] {load.summary()}")
+    pool = load_data(cfg.sources)
     needs_model = cfg.hack.enabled or cfg.difficulty.enabled or cfg.tagger.model_based
     if needs_model and not cfg.model:
         raise ValueError("curate: the hack / difficulty probes and the model tagger need model=<a saved model "

@@ -213,13 +213,13 @@ def run_iteration(model, processor, samples, state: RLState, cfg: RLConfig, rewa
                     state.rollout_gen)
     times["rollout"], t = time.time() - t, time.time()
     scored, weight = _score(processor, trajs, it, cfg, reward_fn) if trajs else (None, 0.0)
-    _update_tracker(state, trajs, scored) if trajs else gather_objects([])
+    _update_tracker(state, trajs, scored)  # collective: called on every process, even with no trajectories
     train_trajs, train_scored, groups = keep_informative(trajs, scored) if trajs else ([], None, (0, 0))
     if not cfg.sampling.skip_equal_groups:
         train_trajs, train_scored = trajs, scored
     times["reward"], t = time.time() - t, time.time()
     stats = {}
-    if sum(all_sum([float(len(train_trajs))])) > 0:
+    if all_sum([float(len(train_trajs))])[0] > 0:
         if opt is None or cfg.reset_optimizer:  # each iteration is a new mirror-descent problem
             opt = build_optimizer(list(model.parameters()), cfg.optim)
         model.train()

@@ -5,7 +5,8 @@ Training runs in phases; each phase says which modules learn (``train: [projecto
 and LR schedule. Checkpoints every ``save_every`` steps hold the model, optimizer, scheduler, RNG and the
 data position; with ``resume: true`` a run continues from the latest one and reproduces the
 uninterrupted run. Runs unchanged under ``accelerate launch`` (each process takes its slice of every
-global batch; DDP averages the gradients).
+global batch; the loss is the token mean over the whole global batch, so N processes make the update one
+process makes on the same global batch).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tqdm import tqdm
 from processors.collate import collate_sft
 from vlrl.checkpoint import latest_checkpoint, load_checkpoint_state, save_checkpoint
 from vlrl.config import DataConfig, ModelConfig, OptimConfig, to_dict
-from vlrl.distributed import accelerator
+from vlrl.distributed import accelerator, all_sum
 from vlrl.eval.curves import plot_curves
 from vlrl.models.builder import save_pretrained
 from vlrl.training import (BatchStream, MetricsLog, ResumableBatchSampler, SFTDataset, build_optimizer,
@@ -155,7 +156,10 @@ class SFTTrainer:
                 tensors = None  # optimizer state only belongs to the phase it was saved in
             start = end
         if self.accel.is_main_process:
-            self.accel.end_training()
+            # not accel.end_training(): it also destroys the process group, which the other processes
+            # (and the stage's own later collectives) still use; vlrl tears it down at exit
+            for tracker in self.accel.trackers:
+                tracker.finish()
             self.log.close()
         return self.accel.unwrap_model(self.model)
 
@@ -188,10 +192,10 @@ class SFTTrainer:
             loss, grad_norm, n_tok = self._train_step(model, opt, sched)
             self.step += 1
             tokens += n_tok
-            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)  # the bar redraws at most once a second
+            bar.set_postfix(loss=f"{loss * self.accel.num_processes:.3f}", refresh=False)  # ~ the global mean  # the bar redraws at most once a second
             if self.step % cfg.log_every == 0 or self.step == end:
-                # every process logs at the same steps, so the mean over processes is a safe collective
-                loss = self.accel.reduce(torch.tensor(loss, device=self.accel.device), "mean").item()
+                # every process logs at the same steps, so the sum of the shares is a safe collective
+                loss = all_sum([loss])[0]
                 metrics = {"loss": loss, "grad_norm": grad_norm, "lr": sched.get_last_lr()[0], "phase": index,
                            "tokens_per_s": tokens / max(1e-9, time.time() - t0)}
                 self.accel.log(metrics, step=self.step)
@@ -206,24 +210,32 @@ class SFTTrainer:
         self.model = self.accel.unwrap_model(model)
 
     def _train_step(self, model, opt, sched) -> tuple[float, float, int]:
-        total, n_tok, grad_norm = 0.0, 0, 0.0
-        for _ in range(self.cfg.optim.grad_accum):
-            batch = next(self.stream).to(self.accel.device)
+        """One optimizer step on a global batch (this process's slices of ``grad_accum`` micro-batches).
+
+        The loss is the mean over every response token of the global batch, whatever the number of
+        processes: micro-batch b's token-mean loss is weighted by n_b / N (N = response tokens of the
+        global batch, summed over processes), times world x grad_accum to undo DDP's and accelerate's
+        averaging. A mean of per-process means would weight a token of a short-response slice more."""
+        batches = [next(self.stream).to(self.accel.device) for _ in range(self.cfg.optim.grad_accum)]
+        counts = [int(b.response_mask.sum()) for b in batches]
+        n_global = max(1.0, all_sum([float(sum(counts))])[0])
+        undo = self.accel.num_processes * self.cfg.optim.grad_accum
+        total, grad_norm = 0.0, 0.0
+        for batch, n_b in zip(batches, counts):
             with self.accel.accumulate(model):
                 loss = model(batch).loss
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"step {self.step}: loss is {loss.item()} on samples "
                                              f"{batch.sample_ids[:4]}; lower optim.lr or check the data")
-                self.accel.backward(loss)
+                self.accel.backward(loss * (n_b * undo / n_global))
                 if self.accel.sync_gradients:
                     grad_norm = float(self.accel.clip_grad_norm_(model.parameters(), self.cfg.optim.grad_clip))
                 opt.step()  # the prepared optimizer only steps when gradients sync
                 if self.accel.sync_gradients:
                     sched.step()
                 opt.zero_grad(set_to_none=True)
-            total += loss.item() / self.cfg.optim.grad_accum
-            n_tok += int(batch.response_mask.sum())
-        return total, grad_norm, n_tok
+            total += loss.item() * n_b / n_global  # this process's share of the global token mean
+        return total, grad_norm, sum(counts)
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -33,6 +33,11 @@ def test_every_method_runs_and_the_report_lists_them(sft_tiny, saved_tiny, tmp_p
     assert all(f"| {m} |" in md for m in ("long", "merge", "shortest_rs", "dpo", "rl")) and (out / "report.png").exists()
     rows = (out / "samples" / "long.jsonl").read_text().splitlines()
     assert len(rows) == 12 and all(len(json.loads(r)["responses"]) == 4 for r in rows)
+    from vlrl.eval.efficiency import best_efficiency
+
+    # long2short RL started from the best-efficiency model among those before it
+    reports = {m: json.loads((out / "eval" / m / "eval.json").read_text()) for m in ("long", "short", "merge", "shortest_rs", "dpo")}
+    assert (out / "rl" / "start.txt").read_text().split()[0] == best_efficiency(reports, "long", cfg.rl.min_token_cut)
     before = load_file(str(sft_tiny / "model.safetensors"))
     dpo = load_file(str(out / "dpo" / "model.safetensors"))
     assert any(not torch.equal(before[k], dpo[k]) for k in before)

@@ -94,3 +94,20 @@ def test_efficiency_table_and_relative():
     assert rel["overall"]["dpo"]["token_cut"] == pytest.approx(0.5)
     assert rel["overall"]["dpo"]["accuracy_change_points"] == pytest.approx(-2.0)
     assert rel["image"]["dpo"]["token_cut"] == pytest.approx(0.75)
+
+
+def _rep(acc: float, tokens: float) -> dict:
+    return {"overall": {"pass@1": acc, "mean_tokens": tokens, "prompts": 10}, "by_modality": {}}
+
+
+def test_best_efficiency_is_the_most_accurate_of_the_models_short_enough():
+    from vlrl.eval.efficiency import best_efficiency
+
+    reports = {"long": _rep(0.30, 100), "merge": _rep(0.18, 50), "shortest_rs": _rep(0.26, 49),
+               "dpo": _rep(0.31, 98), "short": _rep(0.26, 40)}
+    # dpo is the most accurate but only 2% shorter; of the >= 40%-shorter ones, 0.26 ties and 40 tokens wins
+    assert best_efficiency(reports, "long", 0.4) == "short"
+    assert best_efficiency({k: v for k, v in reports.items() if k != "short"}, "long", 0.4) == "shortest_rs"
+    # a 55% cut rule leaves only short (60%) and shortest_rs (51% -> out), merge (50% -> out)
+    assert best_efficiency(reports, "long", 0.55) == "short"
+    assert best_efficiency(reports, "long", 0.7) == "long"  # none is short enough

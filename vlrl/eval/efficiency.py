@@ -37,6 +37,20 @@ def relative_to(table: dict, base: str) -> dict[str, dict[str, dict]]:
     return out
 
 
+def best_efficiency(reports: Mapping[str, dict], base: str, min_token_cut: float) -> str:
+    """The model with the best balance of accuracy and tokens (k1.5 §9 starts long2short RL from it): the
+    highest overall pass@1 among the models whose mean response is at least ``min_token_cut`` shorter
+    than ``base``'s (ties: fewer tokens); ``base`` itself when no model is that much shorter.
+
+    >>> r = lambda acc, tok: {"overall": {"pass@1": acc, "mean_tokens": tok, "prompts": 10}, "by_modality": {}}
+    >>> best_efficiency({"long": r(.30, 100), "a": r(.25, 50), "b": r(.20, 40), "c": r(.31, 90)}, "long", 0.4)
+    'a'"""
+    b = reports[base]["overall"]["mean_tokens"]
+    fits = [(r["overall"]["pass@1"], -r["overall"]["mean_tokens"], name) for name, r in reports.items()
+            if name != base and 1 - r["overall"]["mean_tokens"] / max(1e-9, b) >= min_token_cut]
+    return max(fits)[2] if fits else base
+
+
 def markdown(table: dict, rel: dict, base: str) -> str:
     lines = ["# Token efficiency", "", f"Changes are relative to `{base}` (token cut: fraction of its mean response "
              "tokens saved; accuracy change in points).", ""]

@@ -10,7 +10,8 @@ exists, so a re-run resumes):
   correct one per prompt becomes an SFT target, trained with the warm-up stage's trainer.
 - ``dpo``: n samples per prompt from the long model; chosen = shortest correct, rejected = wrong or
   >= ``dpo.ratio`` x longer correct; DPO loss with reference log-probs computed once.
-- ``rl``: the RL stage from the long model with the length penalty on and a much smaller maximum
+- ``rl``: the RL stage from the best-efficiency model so far (``rl.start``: the most accurate of the models
+  at least ``rl.min_token_cut`` shorter than long) with the length penalty on and a much smaller maximum
   response length (``rl.overrides``).
 It ends with the token-efficiency report (``output_dir/report.*``): pass@1 and mean tokens per modality
 for every method and the starting models, and the accuracy-vs-tokens plot.
@@ -67,6 +68,10 @@ class DPOConfig:
 @dataclass
 class L2SRLConfig:
     config: str = "configs/tiny/rl.yaml"  # the RL stage config it starts from
+    # the model it starts from: "best" = the best-efficiency model so far (k1.5 §9: the highest pass@1 among
+    # the models >= min_token_cut shorter than long; long if none), or long / short / merge / shortest_rs / dpo
+    start: str = "best"
+    min_token_cut: float = 0.4
     overrides: List[str] = field(default_factory=lambda: ["length_penalty.weight=1.0", "rollout.max_response_tokens=96"])
 
 
@@ -185,18 +190,25 @@ def run_dpo(cfg: Long2ShortConfig, samples_cache: Path, out: Path) -> None:
         save_pretrained(model, processor, out)
 
 
-def run_rl(cfg: Long2ShortConfig, out: Path) -> None:
+def run_rl(cfg: Long2ShortConfig, models: dict[str, str], out: Path) -> None:
     from vlrl.config import load_config
+    from vlrl.eval.efficiency import best_efficiency
     from vlrl.stages import rl
 
-    rcfg = load_config(rl.RLConfig, cfg.rl.config, [*cfg.rl.overrides, f"init_from={cfg.long_model}",
+    start = cfg.rl.start
+    if start == "best":
+        start = best_efficiency(evaluate_models(cfg, models, out.parent), "long", cfg.rl.min_token_cut)
+    elif start not in models:
+        raise ValueError(f"long2short: rl.start '{start}' is not 'best' or one of the models so far {sorted(models)}")
+    print(f"[long2short] rl starts from '{start}' ({models[start]})")
+    rcfg = load_config(rl.RLConfig, cfg.rl.config, [*cfg.rl.overrides, f"init_from={models[start]}",
                                                      f"output_dir={out}", "eval_sources=[]"])
     rl.main(rcfg)
+    (out / "start.txt").write_text(f"{start}\n{models[start]}\n")
 
 
-def efficiency(cfg: Long2ShortConfig, models: dict[str, str], out: Path) -> dict:
-    """Evaluate every model (cached per model) and write the token-efficiency report."""
-    from vlrl.eval.efficiency import write_efficiency_report
+def evaluate_models(cfg: Long2ShortConfig, models: dict[str, str], out: Path) -> dict[str, dict]:
+    """Held-out evaluation report of every model (cached under ``out/eval/<name>/``)."""
     from vlrl.models import load_pretrained
     from vlrl.stages.warmup import final_eval
 
@@ -207,7 +219,14 @@ def efficiency(cfg: Long2ShortConfig, models: dict[str, str], out: Path) -> dict
             model, processor = load_pretrained(path)
             final_eval(model, processor, cfg.eval_sources, cfg.eval_max_new_tokens, cached.parent, name)
         reports[name] = json.loads(cached.read_text())
-    result = write_efficiency_report(reports, out, "long")
+    return reports
+
+
+def efficiency(cfg: Long2ShortConfig, models: dict[str, str], out: Path) -> dict:
+    """Evaluate every model (cached per model) and write the token-efficiency report."""
+    from vlrl.eval.efficiency import write_efficiency_report
+
+    result = write_efficiency_report(evaluate_models(cfg, models, out), out, "long")
     print(f"[long2short] token-efficiency report -> {out / 'report.md'}")
     for name, row in result["relative"].get("overall", {}).items():
         print(f"[long2short]   {name:12s} token cut {row['token_cut']:+.1%}, accuracy {row['accuracy_change_points']:+.1f} pts")
@@ -224,6 +243,9 @@ def main(cfg: Long2ShortConfig) -> dict:
         raise ValueError(f"long2short: shortest_rs.sample_from '{cfg.shortest_rs.sample_from}' is not long or merge")
     if cfg.shortest_rs.sample_from == "merge" and "shortest_rs" in cfg.methods and "merge" not in cfg.methods:
         raise ValueError("long2short: shortest_rs.sample_from=merge needs the merge method in methods")
+    if "rl" in cfg.methods and cfg.rl.start == "best" and not cfg.eval_sources:
+        raise ValueError("long2short: rl.start=best compares the models on eval_sources; set eval_sources or name "
+                         "the start model (rl.start=long|short|merge|shortest_rs|dpo)")
     out = Path(cfg.output_dir)
     save_config(cfg, out / "config.yaml")
     models = {"long": cfg.long_model, **({"short": cfg.short_model} if cfg.short_model else {})}
@@ -239,6 +261,6 @@ def main(cfg: Long2ShortConfig) -> dict:
             elif method == "dpo":
                 run_dpo(cfg, out / "samples" / "long.jsonl", d)
             else:
-                run_rl(cfg, d)
+                run_rl(cfg, models, d)
         models[method] = str(d)
     return efficiency(cfg, models, out) if cfg.eval_sources else {}

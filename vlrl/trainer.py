@@ -192,7 +192,8 @@ class SFTTrainer:
             loss, grad_norm, n_tok = self._train_step(model, opt, sched)
             self.step += 1
             tokens += n_tok
-            bar.set_postfix(loss=f"{loss * self.accel.num_processes:.3f}", refresh=False)  # ~ the global mean  # the bar redraws at most once a second
+            # ~ the global mean (exact with one process); the bar redraws at most once a second
+            bar.set_postfix(loss=f"{loss * self.accel.num_processes:.3f}", refresh=False)
             if self.step % cfg.log_every == 0 or self.step == end:
                 # every process logs at the same steps, so the sum of the shares is a safe collective
                 loss = all_sum([loss])[0]

@@ -115,3 +115,31 @@ def test_curate_two_processes_probe_every_prompt_once(sft_tiny, tmp_path):
     assert {p.name: p.stat().st_size for p in (out / "cache").iterdir()} == sizes
     one = json.loads((out / "report.json").read_text())
     assert one["funnel"] == two["funnel"] and one["distribution"] == two["distribution"]
+
+
+@pytest.mark.slow
+def test_long2short_two_processes_run_every_method(sft_tiny, saved_tiny, tmp_path):
+    """`vlrl long2short` with 2 processes: sampling is sharded and gathered back in prompt order (every
+    prompt exactly once, n responses each), every method trains and saves a loadable model, and the report
+    lists every model."""
+    from vlrl.data import load_samples
+    from vlrl.models import load_pretrained
+
+    out = tmp_path / "l2s"
+    sources = "[synth:shapes?n=6&seed=4&levels=1,synth:arithmetic?n=5&seed=4&levels=1]"
+    launch(2, "-m", "vlrl.cli", "long2short", "--config", "configs/tiny/long2short.yaml", f"long_model={sft_tiny}",
+           f"short_model={saved_tiny}", f"output_dir={out}", f"sources={sources}",
+           "eval_sources=[synth:shapes?n=4&seed=999&levels=1,synth:arithmetic?n=2&seed=999&levels=1]",
+           "eval_max_new_tokens=12", "sample.n=8", "sample.max_new_tokens=12", "shortest_rs.steps=2",
+           "shortest_rs.sample_from=long",
+           "shortest_rs.batch_size=4", "dpo.epochs=1", "dpo.ratio=1.0",
+           "rl.overrides=[iterations=1,prompts_per_iteration=2,rollout.k=2,rollout.max_response_tokens=8,"
+           "'sources=[synth:arithmetic?n=10&seed=2&levels=1]']", port=29537)
+    rows = [json.loads(x) for x in (out / "samples" / "long.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [s.id for s in load_samples(sources.strip("[]").split(",")[0])] + \
+        [s.id for s in load_samples(sources.strip("[]").split(",")[1])]
+    assert all(len(r["responses"]) == 8 for r in rows)
+    for method in ("merge", "shortest_rs", "dpo", "rl"):
+        load_pretrained(out / method)
+    table = json.loads((out / "report.json").read_text())["table"]
+    assert set(table["overall"]) == {"long", "short", "merge", "shortest_rs", "dpo", "rl"}

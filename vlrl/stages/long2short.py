@@ -114,23 +114,32 @@ def _done(path: Path) -> bool:
 
 
 def sample_records(model_dir: str, cfg: Long2ShortConfig, cache: Path) -> tuple[list[PromptRecord], list]:
-    """n scored samples per prompt from ``model_dir`` (cached in ``cache`` as JSONL)."""
+    """n scored samples per prompt from ``model_dir`` (cached in ``cache`` as JSONL). Under several
+    processes each samples every world-th prompt; the records are gathered in prompt order and the main
+    process writes the cache. Collective."""
+    from vlrl.distributed import barrier, gather_objects, world
     from vlrl.eval import evaluate_samples
     from vlrl.models import SamplingParams, load_pretrained
     from vlrl.rewards import REWARDS
     from vlrl.trainer import load_data
 
     samples = load_data(cfg.sources)
-    if cache.is_file():
-        return [PromptRecord(**json.loads(x)) for x in cache.read_text().splitlines()], samples
-    model, processor = load_pretrained(model_dir)
-    s = cfg.sample
-    params = SamplingParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature, num_samples=s.n)
-    records = evaluate_samples(model, processor, samples, params, REWARDS.build("math", symbolic=False),
-                               s.batch_size, cfg.seed)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text("".join(json.dumps(asdict(r)) + "\n" for r in records))
-    return records, samples
+    if not cache.is_file():
+        rank, n = world()
+        model, processor = load_pretrained(model_dir)
+        s = cfg.sample
+        params = SamplingParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature, num_samples=s.n)
+        mine = evaluate_samples(model, processor, samples[rank::n], params, REWARDS.build("math", symbolic=False),
+                                s.batch_size, cfg.seed + rank, progress=rank == 0)
+        shards = gather_objects([asdict(r) for r in mine])
+        records = [shards[i % n][i // n] for i in range(len(samples))]  # back to prompt order
+        if rank == 0:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+            tmp.replace(cache)
+        barrier()
+    return [PromptRecord(**json.loads(x)) for x in cache.read_text().splitlines()], samples
 
 
 def run_shortest_rs(cfg: Long2ShortConfig, base: str, samples_cache: Path, out: Path) -> None:
@@ -143,8 +152,13 @@ def run_shortest_rs(cfg: Long2ShortConfig, base: str, samples_cache: Path, out: 
     sft = shortest_rs_samples(records, samples)
     if not sft:
         raise ValueError(f"shortest_rs: no prompt has a correct response among {cfg.sample.n} samples from {base}")
-    data = write_dataset(sft, out / "data")
-    print(f"[shortest_rs] {len(sft)} of {len(records)} prompts have a correct response -> {data}")
+    from vlrl.distributed import barrier, world
+
+    data = out / "data" / "data.jsonl"
+    if world()[0] == 0:
+        write_dataset(sft, out / "data")
+        print(f"[shortest_rs] {len(sft)} of {len(records)} prompts have a correct response -> {data}")
+    barrier()
     rs = cfg.shortest_rs
     wcfg = load_config(warmup.WarmupConfig, None, [
         f"init_from={base}", f"data.sources=[{data}]", f"phases=[{{steps: {rs.steps}}}]", f"batch_size={rs.batch_size}",
@@ -192,6 +206,7 @@ def run_dpo(cfg: Long2ShortConfig, samples_cache: Path, out: Path) -> None:
 
 def run_rl(cfg: Long2ShortConfig, models: dict[str, str], out: Path) -> None:
     from vlrl.config import load_config
+    from vlrl.distributed import world
     from vlrl.eval.efficiency import best_efficiency
     from vlrl.stages import rl
 
@@ -200,40 +215,50 @@ def run_rl(cfg: Long2ShortConfig, models: dict[str, str], out: Path) -> None:
         start = best_efficiency(evaluate_models(cfg, models, out.parent), "long", cfg.rl.min_token_cut)
     elif start not in models:
         raise ValueError(f"long2short: rl.start '{start}' is not 'best' or one of the models so far {sorted(models)}")
-    print(f"[long2short] rl starts from '{start}' ({models[start]})")
+    if world()[0] == 0:
+        print(f"[long2short] rl starts from '{start}' ({models[start]})")
     rcfg = load_config(rl.RLConfig, cfg.rl.config, [*cfg.rl.overrides, f"init_from={models[start]}",
                                                      f"output_dir={out}", "eval_sources=[]"])
     rl.main(rcfg)
-    (out / "start.txt").write_text(f"{start}\n{models[start]}\n")
+    if world()[0] == 0:
+        (out / "start.txt").write_text(f"{start}\n{models[start]}\n")
 
 
 def evaluate_models(cfg: Long2ShortConfig, models: dict[str, str], out: Path) -> dict[str, dict]:
-    """Held-out evaluation report of every model (cached under ``out/eval/<name>/``)."""
+    """Held-out evaluation report of every model (cached under ``out/eval/<name>/``; the main process
+    evaluates, the others wait and read the cache). Collective."""
+    from vlrl.distributed import barrier, world
     from vlrl.models import load_pretrained
     from vlrl.stages.warmup import final_eval
 
-    reports = {}
     for name, path in models.items():
         cached = out / "eval" / name / "eval.json"
-        if not cached.is_file():
+        if not cached.is_file() and world()[0] == 0:
             model, processor = load_pretrained(path)
             final_eval(model, processor, cfg.eval_sources, cfg.eval_max_new_tokens, cached.parent, name)
-        reports[name] = json.loads(cached.read_text())
-    return reports
+        barrier()
+    return {name: json.loads((out / "eval" / name / "eval.json").read_text()) for name in models}
 
 
 def efficiency(cfg: Long2ShortConfig, models: dict[str, str], out: Path) -> dict:
-    """Evaluate every model (cached per model) and write the token-efficiency report."""
+    """Evaluate every model (cached per model) and write the token-efficiency report (main process)."""
+    from vlrl.distributed import barrier, world
     from vlrl.eval.efficiency import write_efficiency_report
 
-    result = write_efficiency_report(evaluate_models(cfg, models, out), out, "long")
+    reports = evaluate_models(cfg, models, out)
+    if world()[0] == 0:
+        write_efficiency_report(reports, out, "long")
+    barrier()
+    result = json.loads((out / "report.json").read_text())
+    if world()[0] != 0:
+        return result
     print(f"[long2short] token-efficiency report -> {out / 'report.md'}")
     for name, row in result["relative"].get("overall", {}).items():
         print(f"[long2short]   {name:12s} token cut {row['token_cut']:+.1%}, accuracy {row['accuracy_change_points']:+.1f} pts")
     return result
 
 
-def main(cfg: Long2ShortConfig) -> dict:
+def _check(cfg: Long2ShortConfig) -> None:
     bad = [m for m in cfg.methods if m not in METHODS]
     if bad:
         raise ValueError(f"long2short: unknown method(s) {bad}; choose from {list(METHODS)}")
@@ -246,21 +271,38 @@ def main(cfg: Long2ShortConfig) -> dict:
     if "rl" in cfg.methods and cfg.rl.start == "best" and not cfg.eval_sources:
         raise ValueError("long2short: rl.start=best compares the models on eval_sources; set eval_sources or name "
                          "the start model (rl.start=long|short|merge|shortest_rs|dpo)")
+
+
+def _run_method(method: str, cfg: Long2ShortConfig, models: dict[str, str], out: Path) -> None:
+    """Train one method into ``out/<method>``; collective under several processes."""
+    from vlrl.distributed import barrier, world
+
+    d = out / method
+    if method == "merge":
+        if world()[0] == 0:
+            merge_models([cfg.long_model, cfg.short_model], d, cfg.merge.weights, cfg.merge.modules)
+    elif method == "shortest_rs":
+        src = cfg.shortest_rs.sample_from
+        base = str(out / "merge") if src == "merge" else cfg.long_model
+        run_shortest_rs(cfg, base, out / "samples" / f"{src}.jsonl", d)
+    elif method == "dpo":
+        run_dpo(cfg, out / "samples" / "long.jsonl", d)
+    else:
+        run_rl(cfg, models, d)
+    barrier()  # the main process has saved the model before anyone reads it
+
+
+def main(cfg: Long2ShortConfig) -> dict:
+    from vlrl.distributed import init_from_launcher, world
+
+    _check(cfg)
+    init_from_launcher()
     out = Path(cfg.output_dir)
-    save_config(cfg, out / "config.yaml")
+    if world()[0] == 0:
+        save_config(cfg, out / "config.yaml")
     models = {"long": cfg.long_model, **({"short": cfg.short_model} if cfg.short_model else {})}
     for method in [m for m in METHODS if m in cfg.methods]:
-        d = out / method
-        if not _done(d):
-            if method == "merge":
-                merge_models([cfg.long_model, cfg.short_model], d, cfg.merge.weights, cfg.merge.modules)
-            elif method == "shortest_rs":
-                src = cfg.shortest_rs.sample_from
-                base = str(out / "merge") if src == "merge" else cfg.long_model
-                run_shortest_rs(cfg, base, out / "samples" / f"{src}.jsonl", d)
-            elif method == "dpo":
-                run_dpo(cfg, out / "samples" / "long.jsonl", d)
-            else:
-                run_rl(cfg, models, d)
-        models[method] = str(d)
+        if not _done(out / method):
+            _run_method(method, cfg, models, out)
+        models[method] = str(out / method)
     return efficiency(cfg, models, out) if cfg.eval_sources else {}

@@ -50,6 +50,9 @@ class SFTConfig:
     phases: List[PhaseConfig] = field(default_factory=lambda: [PhaseConfig()])
     batch_size: int = 32  # global batch (all processes, one accumulation step)
     num_workers: int = 0  # data-loader worker processes (images are decoded there)
+    # batches of similar length (less padding: the tiny warm-up ran 1.6x faster), but on the tiny warm-up
+    # it also kept text pass@1 at 0.12 where random batches reached 0.57 in the same 1200 steps: off
+    group_by_length: bool = False
     log_every: int = 10
     save_every: int = 0  # checkpoint every N steps (0: only the final model)
     keep_checkpoints: int = 2
@@ -114,7 +117,7 @@ class SFTTrainer:
         self.accel = accelerator(gradient_accumulation_steps=cfg.optim.grad_accum, log_with=_trackers(cfg) or None,
                                  project_dir=str(self.out))
         sampler = ResumableBatchSampler(len(dataset), cfg.batch_size, cfg.seed, self.accel.process_index,
-                                        self.accel.num_processes)
+                                        self.accel.num_processes, dataset.lengths() if cfg.group_by_length else None)
         self.stream = BatchStream(dataset, lambda items: collate_sft(items, processor.pad_token_id), sampler,
                                   cfg.num_workers)
         self.step, self.resumed = 0, None

@@ -45,6 +45,13 @@ class SFTDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def lengths(self) -> list[int]:
+        """Approximate tokens per sample (question + response + image tokens; no image is decoded), for
+        grouping batches by length."""
+        tok, per_image = self.processor.tokenize, self.processor.num_image_tokens
+        return [len(tok(s.question or "")) + len(tok(s.response or "")) + per_image * len(s.images)
+                for s in self.samples]
+
     def __getitem__(self, i: int):
         s = self.samples[i]
         try:
@@ -61,17 +68,37 @@ class ResumableBatchSampler:
     ``global_batch`` indices of it (the incomplete tail is dropped), and each process takes its slice
     ``[rank::world]``. Because the DataLoader may prefetch, the position after each yielded batch is queued
     in ``positions`` and the consumer pops one per batch it actually uses.
+
+    With ``lengths`` (token count per sample), batches are grouped by length: the permutation is cut
+    into windows of ``group_window`` global batches, each window is sorted by length and cut into
+    batches, and the batches of the epoch are shuffled. A batch then pads to nearly its own length
+    instead of the longest of 32 random samples (HF Trainer's ``group_by_length``); still deterministic
+    per (seed, epoch), so resuming works unchanged.
     """
 
-    def __init__(self, n: int, global_batch: int, seed: int, rank: int = 0, world: int = 1) -> None:
+    def __init__(self, n: int, global_batch: int, seed: int, rank: int = 0, world: int = 1,
+                 lengths: Sequence[int] | None = None, group_window: int = 16) -> None:
         if n < 1:
             raise ValueError("no samples to train on")
+        if lengths is not None and len(lengths) != n:
+            raise ValueError(f"lengths has {len(lengths)} entries for {n} samples")
         self.n, self.B, self.seed, self.rank, self.world = n, min(global_batch, n), seed, rank, world
+        self.lengths, self.window = lengths, max(1, group_window)
         self.epoch, self.pos = 0, 0
         self.positions: collections.deque = collections.deque()
 
     def _perm(self) -> list[int]:
-        return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+        gen = torch.Generator().manual_seed(self.seed + self.epoch)
+        perm = torch.randperm(self.n, generator=gen).tolist()
+        if self.lengths is None:
+            return perm
+        perm = perm[: self.n - self.n % self.B]  # the incomplete tail is dropped anyway
+        size = self.B * self.window
+        batches = []
+        for c in range(0, len(perm), size):
+            window = sorted(perm[c : c + size], key=lambda i: -self.lengths[i])
+            batches += [window[j : j + self.B] for j in range(0, len(window), self.B)]
+        return [i for b in torch.randperm(len(batches), generator=gen).tolist() for i in batches[b]]
 
     def __iter__(self) -> Iterator[list[int]]:
         perm = self._perm()

@@ -72,7 +72,8 @@ class L2SRLConfig:
     # the models >= min_token_cut shorter than long; long if none), or long / short / merge / shortest_rs / dpo
     start: str = "best"
     min_token_cut: float = 0.4
-    overrides: List[str] = field(default_factory=lambda: ["length_penalty.weight=1.0", "rollout.max_response_tokens=96"])
+    # weight 1.0 (length reward as large as correctness) lost 10 points on the tiny model; 0.2 kept accuracy
+    overrides: List[str] = field(default_factory=lambda: ["length_penalty.weight=0.2", "rollout.max_response_tokens=128"])
 
 
 @dataclass

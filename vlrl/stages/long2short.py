@@ -27,6 +27,7 @@ from typing import List, Optional
 import torch
 
 from vlrl.config import OptimConfig, save_config
+from vlrl.distributed import barrier, gather_objects, init_from_launcher, world
 from vlrl.eval.metrics import PromptRecord
 
 METHODS = ("merge", "shortest_rs", "dpo", "rl")
@@ -118,7 +119,6 @@ def sample_records(model_dir: str, cfg: Long2ShortConfig, cache: Path) -> tuple[
     """n scored samples per prompt from ``model_dir`` (cached in ``cache`` as JSONL). Under several
     processes each samples every world-th prompt; the records are gathered in prompt order and the main
     process writes the cache. Collective."""
-    from vlrl.distributed import barrier, gather_objects, world
     from vlrl.eval import evaluate_samples
     from vlrl.models import SamplingParams, load_pretrained
     from vlrl.rewards import REWARDS
@@ -153,7 +153,6 @@ def run_shortest_rs(cfg: Long2ShortConfig, base: str, samples_cache: Path, out: 
     sft = shortest_rs_samples(records, samples)
     if not sft:
         raise ValueError(f"shortest_rs: no prompt has a correct response among {cfg.sample.n} samples from {base}")
-    from vlrl.distributed import barrier, world
 
     data = out / "data" / "data.jsonl"
     if world()[0] == 0:
@@ -171,7 +170,6 @@ def run_dpo(cfg: Long2ShortConfig, samples_cache: Path, out: Path) -> None:
     from vlrl.algos import LOSSES
     from vlrl.algos.update import policy_update
     from vlrl.data.long2short import dpo_pairs
-    from vlrl.distributed import world
     from vlrl.models import load_pretrained, save_pretrained
     from vlrl.rollout.buffer import Trajectory
     from vlrl.rollout.scoring import scoring_batch
@@ -207,7 +205,6 @@ def run_dpo(cfg: Long2ShortConfig, samples_cache: Path, out: Path) -> None:
 
 def run_rl(cfg: Long2ShortConfig, models: dict[str, str], out: Path) -> None:
     from vlrl.config import load_config
-    from vlrl.distributed import world
     from vlrl.eval.efficiency import best_efficiency
     from vlrl.stages import rl
 
@@ -228,22 +225,21 @@ def run_rl(cfg: Long2ShortConfig, models: dict[str, str], out: Path) -> None:
 def evaluate_models(cfg: Long2ShortConfig, models: dict[str, str], out: Path) -> dict[str, dict]:
     """Held-out evaluation report of every model (cached under ``out/eval/<name>/``; the main process
     evaluates, the others wait and read the cache). Collective."""
-    from vlrl.distributed import barrier, world
     from vlrl.models import load_pretrained
     from vlrl.stages.warmup import final_eval
 
-    for name, path in models.items():
-        cached = out / "eval" / name / "eval.json"
-        if not cached.is_file() and world()[0] == 0:
-            model, processor = load_pretrained(path)
-            final_eval(model, processor, cfg.eval_sources, cfg.eval_max_new_tokens, cached.parent, name)
-        barrier()
+    if world()[0] == 0:
+        for name, path in models.items():
+            cached = out / "eval" / name / "eval.json"
+            if not cached.is_file():
+                model, processor = load_pretrained(path)
+                final_eval(model, processor, cfg.eval_sources, cfg.eval_max_new_tokens, cached.parent, name)
+    barrier()
     return {name: json.loads((out / "eval" / name / "eval.json").read_text()) for name in models}
 
 
 def efficiency(cfg: Long2ShortConfig, models: dict[str, str], out: Path) -> dict:
     """Evaluate every model (cached per model) and write the token-efficiency report (main process)."""
-    from vlrl.distributed import barrier, world
     from vlrl.eval.efficiency import write_efficiency_report
 
     reports = evaluate_models(cfg, models, out)
@@ -276,7 +272,6 @@ def _check(cfg: Long2ShortConfig) -> None:
 
 def _run_method(method: str, cfg: Long2ShortConfig, models: dict[str, str], out: Path) -> None:
     """Train one method into ``out/<method>``; collective under several processes."""
-    from vlrl.distributed import barrier, world
 
     d = out / method
     if method == "merge":
@@ -294,7 +289,6 @@ def _run_method(method: str, cfg: Long2ShortConfig, models: dict[str, str], out:
 
 
 def main(cfg: Long2ShortConfig) -> dict:
-    from vlrl.distributed import init_from_launcher, world
 
     _check(cfg)
     init_from_launcher()

@@ -14,6 +14,8 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Type, TypeVar
@@ -183,9 +185,13 @@ def from_dict(schema: Type[C], data: dict, origin: str = "dict") -> C:
 
 
 def save_config(cfg: Any, path: str | Path) -> None:
-    """Write the resolved config as YAML (atomically)."""
+    """Write the resolved config as YAML (atomically). Safe when several processes write the same file
+    (a stage started under ``accelerate launch`` before the process group exists): each writes its own
+    temporary file, then renames it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    os.chmod(tmp, 0o644)  # mkstemp makes it private
+    os.replace(tmp, path)

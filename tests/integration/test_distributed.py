@@ -25,7 +25,8 @@ def launch(n: int, *args: str, port: int) -> subprocess.CompletedProcess:
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "--main_process_port", str(port), *args]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    errors = [x for x in proc.stderr.splitlines() if "error" in x.lower() and "elastic" not in x]
+    assert proc.returncode == 0, "\n".join(errors[:20]) + "\n---\n" + proc.stdout[-2000:] + proc.stderr[-2000:]
     return proc
 
 

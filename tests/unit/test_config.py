@@ -70,3 +70,30 @@ def test_accelerate_configs_are_complete():
         assert cfg["num_processes"] >= 2 and cfg["num_machines"] >= 1, f
         if cfg["distributed_type"] == "DEEPSPEED":
             assert cfg["deepspeed_config"]["zero_stage"] in (2, 3), f
+
+
+def test_save_config_from_several_writers_at_once(tmp_path):
+    """Every process of an `accelerate launch` stage writes the same config.yaml before the process group
+    exists. With one shared temporary name, a writer's rename found the file already moved by another
+    (FileNotFoundError: the CI failure of the 2-process long2short test). Each writer now has its own."""
+    import threading
+
+    from vlrl.config import save_config
+
+    path, errors = tmp_path / "run" / "config.yaml", []
+
+    def write() -> None:
+        try:
+            for steps in range(100):
+                save_config(Top(steps=steps), path)
+        except Exception as e:  # noqa: BLE001 (collected for the assertion)
+            errors.append(e)
+
+    threads = [threading.Thread(target=write) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:1]
+    assert load_config(Top, path).steps == 99
+    assert [p.name for p in path.parent.iterdir()] == ["config.yaml"]  # no temporary file left behind

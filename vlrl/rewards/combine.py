@@ -27,14 +27,15 @@ def score_trajectories(texts: Sequence[str], samples: Sequence, lengths: Sequenc
                        reward_fn: RewardFn, length_weight: float = 0.0, repeat_penalty: float = 0.0) -> ScoredBatch:
     """Args: per trajectory the decoded response, its sample, token length and finish reason.
 
-    reward = correct (0/1) + length_weight * len_reward (per-prompt min/max) - repeat_penalty * [looped]
+    reward = r + length_weight * len_reward (per-prompt min/max) - repeat_penalty * [looped], with r the
+    reward function's value (1 / 0 for a verified answer; partial credit passes through) and correct = r >= 1
     """
     results = [reward_fn(t, s) for t, s in zip(texts, samples)]
     ids = {sid: n for n, sid in enumerate(dict.fromkeys(s.id for s in samples))}
     group = torch.tensor([ids[s.id] for s in samples])
     correct = torch.tensor([r.reward >= 1.0 for r in results])
     lens = torch.tensor(list(lengths), dtype=torch.float32)
-    rewards = correct.float()
+    rewards = torch.tensor([r.reward for r in results], dtype=torch.float32)
     if length_weight:
         rewards = rewards + length_weight * length_reward(lens, correct, group)
     if repeat_penalty:

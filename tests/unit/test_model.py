@@ -150,13 +150,20 @@ def test_response_logprobs_match_a_manual_computation(tiny):
     samples = mixed_samples()
     batch = collate_scoring([proc.encode(s, s.response) for s in samples], proc.pad_token_id)
     logp, ent = model.response_logprobs(batch, with_entropy=True)
+    cold, cold_ent = model.response_logprobs(batch, with_entropy=True, temperature=0.5)
     logits = model(batch).logits.float()
     for i in range(len(samples)):
         pos = batch.response_mask[i, 1:].nonzero().squeeze(-1)  # predicting token pos+1
-        manual = torch.log_softmax(logits[i, pos], -1).gather(-1, batch.input_ids[i, pos + 1, None]).squeeze(-1)
+        target = batch.input_ids[i, pos + 1, None]
+        manual = torch.log_softmax(logits[i, pos], -1).gather(-1, target).squeeze(-1)
         assert torch.allclose(logp[i, pos], manual, atol=1e-5)
+        # at temperature T the scored distribution is softmax(logits / T), the one sampling at T draws from
+        manual_cold = torch.log_softmax(logits[i, pos] / 0.5, -1).gather(-1, target).squeeze(-1)
+        assert torch.allclose(cold[i, pos], manual_cold, atol=1e-5)
         assert logp[i][~batch.response_mask[i, 1:]].abs().sum() == 0
-        assert (ent[i, pos] > 0).all()
+        assert (ent[i, pos] > 0).all() and (cold_ent[i, pos] < ent[i, pos]).all()
+    with pytest.raises(ValueError, match="temperature"):
+        model.response_logprobs(batch, temperature=0.0)
 
 
 def test_position_ids_ignore_left_padding():

@@ -51,6 +51,19 @@ def test_kimi_first_step_is_reinforce_with_mean_baseline():
     assert logp.grad.flatten().tolist() == pytest.approx((-adv / 3).tolist())
 
 
+def test_kimi_negative_weight_scales_only_below_baseline_advantages():
+    # one group, rewards [1, 0, 0]: rbar 1/3, adv [2/3, -1/3, -1/3]; negative_weight 0.25 -> [2/3, -1/12, -1/12]
+    # first step (logp == ref): d loss / d logp_j = -adv_j / 3
+    logp, mask = seq([-1.0, -2.0, -3.0], requires_grad=True)
+    out = LOSSES.build("kimi", token_logp=logp, ref_token_logp=logp.detach().clone(), mask=mask,
+                       rewards=torch.tensor([1.0, 0.0, 0.0]), group=torch.zeros(3, dtype=torch.long), tau=0.3,
+                       negative_weight=0.25)
+    out.loss.backward()
+    assert logp.grad.flatten().tolist() == pytest.approx([-2 / 9, 1 / 36, 1 / 36])
+    # loss = -(1/3) * (2/3 * -1 + -1/12 * -2 + -1/12 * -3) = -(1/3) * (-2/3 + 5/12) = 1/12
+    assert out.loss.item() == pytest.approx(1 / 12)
+
+
 def test_kimi_logmeanexp_baseline_and_length_normalisation():
     # group rewards [1, 0], tau 0.5: rbar = 0.716890 -> adv [0.283110, -0.716890]
     # responses of 2 and 4 tokens with sequence log-probs -2 and -4 -> logp / len = [-1, -1]
@@ -108,6 +121,25 @@ def test_length_reward_matches_the_paper():
     r = length_reward(torch.tensor([10, 40, 5, 5]), torch.tensor([0, 1, 1, 0]), torch.tensor([0, 0, 1, 1]))
     assert r.tolist() == pytest.approx([0.0, -0.5, 0.0, 0.0])  # prompt 1: all lengths equal -> 0
     assert length_penalty_weight(3, 5, 0.2) == 0.0 and length_penalty_weight(5, 5, 0.2) == 0.2
+
+
+def test_total_reward_keeps_partial_credit_and_adds_length_and_repeat_terms():
+    from vlrl.rewards.base import RewardResult
+    from vlrl.rewards.combine import score_trajectories
+    from vlrl.types import Sample
+
+    # prompt a: reward values [1, 0.25, 0] (partial credit passes through), lengths [10, 20, 30]
+    #   correct = r >= 1 -> [T, F, F]; lambda = 0.5 - (len - 10) / 20 = [0.5, 0, -0.5]
+    #   length reward [0.5, min(0, 0), min(0, -0.5)] = [0.5, 0, -0.5], weight 0.2 -> [0.1, 0, -0.1]
+    #   the third was cut by repeat detection: -0.3 -> totals [1.1, 0.25, -0.4]
+    # prompt b: one response, reward 1, all lengths equal -> length reward 0 -> total 1
+    a, b = Sample(id="a", question="?", answer="1"), Sample(id="b", question="?", answer="1")
+    values = {"r1": 1.0, "r2": 0.25, "r3": 0.0, "r4": 1.0}
+    scored = score_trajectories(["r1", "r2", "r3", "r4"], [a, a, a, b], [10, 20, 30, 5],
+                                ["stop", "stop", "repeat", "stop"], lambda text, s: RewardResult(values[text]),
+                                length_weight=0.2, repeat_penalty=0.3)
+    assert scored.rewards.tolist() == pytest.approx([1.1, 0.25, -0.4, 1.0])
+    assert scored.correct.tolist() == [True, False, False, True] and scored.group.tolist() == [0, 0, 0, 1]
 
 
 def test_prioritized_frequencies_follow_one_minus_success():

@@ -26,11 +26,14 @@ from vlrl.algos.group import group_logmeanexp, group_mean
 
 @LOSSES.register("kimi")
 def kimi_loss(token_logp: torch.Tensor, ref_token_logp: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor,
-              group: torch.Tensor, tau: float = 0.1, baseline: str = "mean", length_normalize: bool = False) -> LossOutput:
+              group: torch.Tensor, tau: float = 0.1, baseline: str = "mean", length_normalize: bool = False,
+              negative_weight: float = 1.0) -> LossOutput:
     """Args (shapes in ``vlrl/algos/base.py``):
         tau: regularisation strength.
         baseline: "mean" (k1.5's choice) or "logmeanexp" (the exact tau log Z estimate).
         length_normalize: use per-token mean log-probs (logp / |y|) in both terms, for long responses.
+        negative_weight: multiplies the advantage of below-baseline responses (1 = the paper's loss; 0 only
+            pulls toward better-than-average responses, like rejection-sampling fine-tuning).
 
     Returns:
         loss (scalar) and metrics: advantage mean/abs-mean, log-ratio mean/abs-max, pg and reg terms.
@@ -46,6 +49,8 @@ def kimi_loss(token_logp: torch.Tensor, ref_token_logp: torch.Tensor, mask: torc
         lengths = mask.sum(-1).clamp(min=1).to(logp.dtype)
         logp, logp_ref = logp / lengths, logp_ref / lengths
     adv = (rewards - rbar).detach()  # (B,)
+    if negative_weight != 1.0:
+        adv = torch.where(adv < 0, negative_weight * adv, adv)
     log_ratio = logp - logp_ref.detach()  # (B,)
     pg = adv * logp
     reg = 0.5 * tau * log_ratio ** 2

@@ -64,7 +64,7 @@ def micro_batches(groups: list[list[int]], size: int) -> list[list[int]]:
     return out
 
 
-def _reference(model, batch, micro: int) -> torch.Tensor:
+def _reference(model, batch, micro: int, temperature: float) -> torch.Tensor:
     """(B, T-1) token log-probs under the current weights (pi_theta_i), before any update."""
     B, T = batch.input_ids.shape
     ref = torch.zeros(B, T - 1, device=batch.input_ids.device)
@@ -72,20 +72,21 @@ def _reference(model, batch, micro: int) -> torch.Tensor:
     with torch.no_grad():
         for s in range(0, B, micro):
             idx = order[s : s + micro]
-            part = model.response_logprobs(rows_of(batch, idx))[0]
+            part = model.response_logprobs(rows_of(batch, idx), temperature=temperature)[0]
             ref[idx, : part.shape[1]] = part
     return ref
 
 
 def policy_update(model, batch, rewards: torch.Tensor, group: torch.Tensor, loss_fn: Callable, hyper: dict[str, Any],
-                  opt, steps: int, minibatch_size: int, micro_batch_size: int, grad_clip: float) -> dict:
+                  opt, steps: int, minibatch_size: int, micro_batch_size: int, grad_clip: float,
+                  temperature: float = 1.0) -> dict:
     """``steps`` passes of optimizer steps over this process's ``batch`` (B responses; B may differ per
     process, and be 0: ``batch`` None). Returns the last step's loss metrics, loss, grad norm and mean
-    token entropy. Collective under several processes."""
+    token entropy. Log-probs are taken at the sampling ``temperature``. Collective under several processes."""
     B = len(batch) if batch is not None else 0
     n_mb = max(1, math.ceil(all_sum([float(B)])[0] / minibatch_size))
     micro = max(1, min(micro_batch_size, minibatch_size))
-    ref = _reference(model, batch, micro) if B else None
+    ref = _reference(model, batch, micro, temperature) if B else None
     mask = batch.response_mask[:, 1:] if B else None
     parts = group_parts(group.tolist() if B else [], n_mb)
     lengths = batch.attention_mask.sum(-1).tolist() if B else []  # groups of similar length share micro-batches
@@ -96,7 +97,7 @@ def policy_update(model, batch, rewards: torch.Tensor, group: torch.Tensor, loss
             opt.zero_grad(set_to_none=True)
             metrics, sums = {}, [0.0, 0.0, 0.0]  # weighted loss, entropy sum, response tokens
             for idx in micro_batches(sorted(part, key=lambda g: max(lengths[i] for i in g)), micro):
-                logp, ent = model.response_logprobs(rows_of(batch, idx), with_entropy=True)  # (m, w)
+                logp, ent = model.response_logprobs(rows_of(batch, idx), with_entropy=True, temperature=temperature)
                 t, w = torch.tensor(idx, device=mask.device), logp.shape[1]
                 m = mask[t, :w]
                 out = loss_fn(logp, ref[t, :w], m, rewards[t], group[t], **hyper)

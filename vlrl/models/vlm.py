@@ -103,12 +103,15 @@ class VisionLanguageModel(nn.Module):
             out.loss = sft_loss(out.logits, batch.labels).loss
         return out
 
-    def response_logprobs(self, batch: Batch, with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def response_logprobs(self, batch: Batch, with_entropy: bool = False,
+                          temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Log-probs of the response tokens under this model (the one path every loss uses).
 
         Args:
             batch: a scoring batch (``response_mask`` set).
             with_entropy: also return the per-token entropy of the predictive distribution.
+            temperature: score under softmax(logits / temperature), the distribution responses sampled at
+                that temperature were drawn from (so RL on low-temperature rollouts stays on-policy).
 
         Returns:
             logp: (B, T-1) log pi(token_{t+1} | prefix) at response positions, 0 elsewhere.
@@ -119,7 +122,9 @@ class VisionLanguageModel(nn.Module):
         logits = self.forward(batch).logits[:, :-1]  # (B, T-1, V)
         mask = batch.response_mask[:, 1:]  # (B, T-1) target token is a response token
         targets = batch.input_ids[:, 1:][mask]  # (K,)
-        logp_all = F.log_softmax(logits[mask].float(), dim=-1)  # (K, V), only the K scored positions
+        if temperature <= 0:
+            raise ValueError(f"response_logprobs: temperature must be > 0, got {temperature}")
+        logp_all = F.log_softmax(logits[mask].float() / temperature, dim=-1)  # (K, V), only the K scored positions
         logp = torch.zeros(mask.shape, dtype=torch.float32, device=logits.device)
         logp[mask] = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         entropy = None

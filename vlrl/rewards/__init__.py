@@ -4,6 +4,7 @@ from vlrl.rewards.base import REWARDS, RewardBuilder, RewardFn, RewardResult
 from vlrl.rewards import critic as _critic  # noqa: F401  (registers "critic")
 from vlrl.rewards import match as _match  # noqa: F401  (registers "exact_match")
 from vlrl.rewards import router as _router  # noqa: F401  (registers "router")
+from vlrl.rewards import steps as _steps  # noqa: F401  (registers "math_steps")
 from vlrl.rewards import verify as _verify  # noqa: F401  (registers "math")
 from vlrl.rewards.verify import AnswerVerifier
 

@@ -102,7 +102,7 @@ def train_on(model, batch, scored, cfg: RLConfig, opt) -> dict:
     rewards, group = (scored.rewards, scored.group) if scored is not None else (None, None)
     return policy_update(model, batch, rewards, group, LOSSES.get(cfg.loss.name),
                          cfg.loss.kwargs.get(cfg.loss.name, {}), opt, cfg.steps_per_iteration, cfg.minibatch_size,
-                         cfg.micro_batch_size, cfg.optim.grad_clip)
+                         cfg.micro_batch_size, cfg.optim.grad_clip, cfg.rollout.temperature)
 
 
 def keep_informative(trajs, scored):

@@ -64,6 +64,19 @@ def test_kimi_negative_weight_scales_only_below_baseline_advantages():
     assert out.loss.item() == pytest.approx(1 / 12)
 
 
+def test_kimi_std_normalize_divides_by_the_group_std():
+    # group 0 rewards [1, 0, 0, 0]: mean 1/4, std sqrt(3)/4 -> adv [3/4, -1/4, -1/4, -1/4] / (sqrt(3)/4)
+    #   = [sqrt(3), -1/sqrt(3), -1/sqrt(3), -1/sqrt(3)]; group 1 rewards [1, 0]: std 1/2 -> adv [1, -1]
+    # first step: d loss / d logp_j = -adv_j / 6
+    logp, mask = seq([-1.0] * 6, requires_grad=True)
+    out = LOSSES.build("kimi", token_logp=logp, ref_token_logp=logp.detach().clone(), mask=mask,
+                       rewards=torch.tensor([1.0, 0, 0, 0, 1, 0]), group=torch.tensor([0, 0, 0, 0, 1, 1]),
+                       std_normalize=True, eps=0.0)
+    out.loss.backward()
+    r3 = math.sqrt(3)
+    assert logp.grad.flatten().tolist() == pytest.approx([-r3 / 6, 1 / (6 * r3), 1 / (6 * r3), 1 / (6 * r3), -1 / 6, 1 / 6])
+
+
 def test_kimi_logmeanexp_baseline_and_length_normalisation():
     # group rewards [1, 0], tau 0.5: rbar = 0.716890 -> adv [0.283110, -0.716890]
     # responses of 2 and 4 tokens with sequence log-probs -2 and -4 -> logp / len = [-1, -1]

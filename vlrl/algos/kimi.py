@@ -21,19 +21,21 @@ from __future__ import annotations
 import torch
 
 from vlrl.algos.base import LOSSES, LossOutput, sequence_logp
-from vlrl.algos.group import group_logmeanexp, group_mean
+from vlrl.algos.group import group_logmeanexp, group_mean, group_std
 
 
 @LOSSES.register("kimi")
 def kimi_loss(token_logp: torch.Tensor, ref_token_logp: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor,
               group: torch.Tensor, tau: float = 0.1, baseline: str = "mean", length_normalize: bool = False,
-              negative_weight: float = 1.0) -> LossOutput:
+              negative_weight: float = 1.0, std_normalize: bool = False, eps: float = 1e-6) -> LossOutput:
     """Args (shapes in ``vlrl/algos/base.py``):
         tau: regularisation strength.
         baseline: "mean" (k1.5's choice) or "logmeanexp" (the exact tau log Z estimate).
         length_normalize: use per-token mean log-probs (logp / |y|) in both terms, for long responses.
         negative_weight: multiplies the advantage of below-baseline responses (1 = the paper's loss; 0 only
             pulls toward better-than-average responses, like rejection-sampling fine-tuning).
+        std_normalize: divide each advantage by its group's reward std (+ eps), as GRPO does; not in the
+            paper. Groups with rare successes or rare failures then weigh more than balanced ones.
 
     Returns:
         loss (scalar) and metrics: advantage mean/abs-mean, log-ratio mean/abs-max, pg and reg terms.
@@ -49,6 +51,8 @@ def kimi_loss(token_logp: torch.Tensor, ref_token_logp: torch.Tensor, mask: torc
         lengths = mask.sum(-1).clamp(min=1).to(logp.dtype)
         logp, logp_ref = logp / lengths, logp_ref / lengths
     adv = (rewards - rbar).detach()  # (B,)
+    if std_normalize:
+        adv = adv / (group_std(rewards, group) + eps)
     if negative_weight != 1.0:
         adv = torch.where(adv < 0, negative_weight * adv, adv)
     log_ratio = logp - logp_ref.detach()  # (B,)

@@ -40,7 +40,7 @@ def test_rl_iterations_run_and_change_the_parameters(sft_tiny, tmp_path, loss):
 @pytest.mark.slow
 def test_first_step_of_an_iteration_has_zero_log_ratio(sft_tiny, tmp_path):
     """One gradient step per iteration: the loss sees pi_theta == pi_theta_i, so the log-ratio is exactly 0."""
-    out = main(rl_cfg(sft_tiny, tmp_path, "iterations=2", "steps_per_iteration=1", "minibatch_size=1000"))
+    out = main(rl_cfg(sft_tiny, tmp_path, "iterations=2", "steps_per_iteration=1", "minibatch_size=1000", "loss.name=kimi"))
     assert all(r["log_ratio_abs_max"] == 0.0 for r in rows(out))
 
 

@@ -44,6 +44,16 @@ def test_first_step_of_an_iteration_has_zero_log_ratio(sft_tiny, tmp_path):
     assert all(r["log_ratio_abs_max"] == 0.0 for r in rows(out))
 
 
+def test_eval_at_start_logs_the_starting_model_as_iteration_0(sft_tiny, tmp_path):
+    ev = "eval_sources=[synth:shapes?n=3&seed=999&levels=1,synth:arithmetic?n=3&seed=999&levels=1]"
+    out = main(rl_cfg(sft_tiny, tmp_path, "iterations=1", "eval_every=1", "eval_at_start=true", ev,
+                      "eval_max_new_tokens=8"))
+    r = rows(out)
+    assert [x["step"] for x in r] == [0, 1]
+    assert "eval/overall" in r[0] and "reward" not in r[0] and "eval/overall" in r[1] and "reward" in r[1]
+    assert (out / "eval" / "iter-0" / "eval.json").is_file() and (out / "eval" / "iter-1" / "eval.json").is_file()
+
+
 @pytest.mark.slow
 def test_rl_resumes_exactly(sft_tiny, tmp_path):
     a = main(rl_cfg(sft_tiny, tmp_path / "a", "iterations=4", "save_every=2", "rollout.budget=5"))

@@ -75,6 +75,7 @@ class RLConfig:
     sources: List[str] = field(default_factory=list)  # RL prompts (with reference answers)
     eval_sources: List[str] = field(default_factory=list)
     eval_every: int = 10
+    eval_at_start: bool = False  # also evaluate the starting model (logged as iteration 0, drawn in the curves)
     eval_max_new_tokens: int = 256
     iterations: int = 30
     prompts_per_iteration: int = 8
@@ -272,6 +273,10 @@ def main(cfg: RLConfig) -> Path:
         print(f"[rl] resuming from {ckpt} (iteration {state.iteration})")
     reward_fn = REWARDS.build(cfg.reward.name, **cfg.reward.kwargs)
     log = MetricsLog(out / "metrics.jsonl") if rank == 0 else None
+    if cfg.eval_at_start and cfg.eval_sources and state.iteration == 0:
+        start = _evaluate(model, processor, cfg, out, 0)
+        if log:
+            log.log(0, **start)
     while state.iteration < cfg.iterations:
         metrics, opt = run_iteration(model, processor, samples, state, cfg, reward_fn, opt)
         state.iteration += 1

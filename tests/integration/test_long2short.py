@@ -53,3 +53,50 @@ def test_merge_cli_averages_two_models(sft_tiny, saved_tiny, tmp_path):
     assert torch.allclose(m[k], (a[k] + b[k]) / 2)
     e = next(k for k in a if k.startswith("encoder."))
     assert torch.equal(m[e], a[e])
+
+
+def test_a_stage_evaluation_with_the_same_settings_is_reused_and_equals_a_fresh_one(sft_tiny, tmp_path, monkeypatch):
+    """The warm-up stage evaluated its final model on the held-out set: long2short reuses that (no second
+    evaluation) only when sources and token limit match, and the reused report is what it would compute."""
+    import shutil
+
+    import yaml
+
+    from vlrl.stages import long2short, warmup
+    from vlrl.stages.long2short import evaluate_models, stage_eval
+
+    sources = ["synth:shapes?n=3&seed=999&levels=1", "synth:arithmetic?n=3&seed=999&levels=1"]
+    stage = tmp_path / "warm"
+    shutil.copytree(sft_tiny, stage)
+    model, proc = load_pretrained(stage)
+    warmup.final_eval(model, proc, sources, 12, stage / "eval", "Warm-up")
+    (stage / "config.yaml").write_text(yaml.safe_dump({"eval_sources": sources, "eval_max_new_tokens": 12}))
+    assert stage_eval(stage, sources, 12) == stage / "eval"
+    assert stage_eval(stage, sources, 16) is None and stage_eval(stage, sources[:1], 12) is None
+    cfg = load_config(Long2ShortConfig, "configs/tiny/long2short.yaml", [
+        f"eval_sources=[{','.join(sources)}]", "eval_max_new_tokens=12", f"output_dir={tmp_path / 'l2s'}"])
+    calls = []
+    real = warmup.final_eval
+    monkeypatch.setattr(warmup, "final_eval", lambda *a, **k: calls.append(a[-1]) or real(*a, **k))
+    reused = evaluate_models(cfg, {"long": str(stage), "fresh": str(sft_tiny)}, tmp_path / "l2s")
+    assert calls == ["fresh"]  # only the model without a stage evaluation was evaluated
+    assert reused["long"] == reused["fresh"]  # the same weights: the reused report is the fresh one
+    assert (tmp_path / "l2s" / "eval" / "long" / "records.jsonl").read_text() == (stage / "eval" / "records.jsonl").read_text()
+    assert long2short.stage_eval(sft_tiny, sources, 12) is None  # sft_tiny has no config.yaml
+
+
+def test_stage_eval_of_an_rl_run_is_its_last_iteration_when_evaluated(tmp_path):
+    import yaml
+
+    from vlrl.stages.long2short import stage_eval
+
+    src = ["synth:shapes?n=3&seed=999"]
+    for every, expect in ((5, "iter-10"), (3, None)):
+        d = tmp_path / f"every{every}"
+        for it in (5, 9, 10):
+            (d / "eval" / f"iter-{it}").mkdir(parents=True)
+            (d / "eval" / f"iter-{it}" / "eval.json").write_text("{}")
+            (d / "eval" / f"iter-{it}" / "records.jsonl").write_text("")
+        (d / "config.yaml").write_text(yaml.safe_dump({"eval_sources": src, "eval_max_new_tokens": 256,
+                                                       "iterations": 10, "eval_every": every}))
+        assert stage_eval(d, src, 256) == (d / "eval" / expect if expect else None)

@@ -75,3 +75,26 @@ def test_metrics_reach_tensorboard(tmp_path):
     out = warmup.main(warmup_cfg(tmp_path / "tb", "phases=[{steps: 2}]", "trackers=[tensorboard]"))
     events = list(out.rglob("events.out.tfevents.*"))
     assert events and sum(e.stat().st_size for e in events) > 0
+
+
+@pytest.mark.slow
+def test_length_split_gives_the_whole_batch_gradient(tmp_path, monkeypatch):
+    """length_split=4 runs each batch of 8 as 4 length-sorted micro-batches of 2 with their own padding;
+    the token-share weights make it the same update as the whole batch: same losses and weights."""
+    from safetensors.torch import load_file
+
+    from processors.collate import Batch
+    widths, split = [], Batch.split_by_length
+    monkeypatch.setattr(Batch, "split_by_length", lambda self, k: [widths.append((self.input_ids.shape[1], p.input_ids.shape[1]))
+                                                                    or p for p in split(self, k)])
+    common = ["phases=[{steps: 3}]", "optim.lr=1e-2", "save_every=0"]
+    a = warmup.main(warmup_cfg(tmp_path / "a", *common))
+    assert not widths
+    b = warmup.main(warmup_cfg(tmp_path / "b", *common, "length_split=4"))
+    assert len(widths) == 12 and any(part < whole for whole, part in widths)  # 3 steps x 4 parts, less padding
+    la, lb = losses(a), losses(b)
+    assert all(abs(la[s] - lb[s]) < 1e-4 for s in (1, 2, 3))
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-4
+    with pytest.raises(ValueError, match="length_split"):
+        warmup.main(warmup_cfg(tmp_path / "c", *common, "length_split=9"))

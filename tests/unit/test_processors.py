@@ -88,6 +88,33 @@ def test_collate_mixed_batch_keeps_per_sample_image_counts(tiny):
     assert text_only.pixel_values is None and text_only.image_counts == [0]  # no blank image fabricated
 
 
+
+def test_rows_and_split_by_length_keep_each_row_with_its_images_and_labels(tiny):
+    _, proc = tiny
+    samples = [Sample(id="long", question="What is 12 + 30 + 7 + 8?", images=[img()]),
+               Sample(id="t", question="1 + 1?"),
+               Sample(id="two", question="How many?", images=[img(), img((0, 255, 0))]),
+               Sample(id="mid", question="What is 2 + 3?")]
+    enc = [proc.encode(s, r) for s, r in zip(samples, ["Answer: 57 since 12 + 30 = 42", "Answer: 2", "Answer: 2", "Answer: 5"])]
+    b = collate_sft(enc, proc.pad_token_id)
+    sub = b.rows([2, 1])
+    assert sub.sample_ids == ["two", "t"] and sub.image_counts == [2, 0] and sub.pixel_values.shape[0] == 2
+    assert torch.equal(sub.pixel_values, enc[2].pixel_values)
+    assert sub.input_ids.shape[1] == max(len(enc[2].input_ids), len(enc[1].input_ids)) < b.input_ids.shape[1]
+    for part in b.split_by_length(2):
+        assert part.input_ids.shape[1] == int(part.attention_mask.sum(-1).max())  # trimmed to its longest row
+        for j, sid in enumerate(part.sample_ids):
+            e = enc[[s.id for s in samples].index(sid)]
+            n = len(e.input_ids)
+            assert part.input_ids[j, :n].tolist() == e.input_ids and torch.equal(part.labels[j, :n], b.labels[b.sample_ids.index(sid), :n])
+    parts = b.split_by_length(2)
+    by_length = [samples[i].id for i in sorted(range(4), key=lambda i: len(enc[i].input_ids))]
+    assert [len(p) for p in parts] == [2, 2] and parts[0].sample_ids + parts[1].sample_ids == by_length
+    assert sorted(i for p in parts for i in p.sample_ids) == sorted(b.sample_ids)
+    assert sum(p.pixel_values.shape[0] for p in parts if p.pixel_values is not None) == 3
+    with pytest.raises(ValueError):
+        b.split_by_length(5)
+
 def test_generation_batches_are_left_padded_and_scoring_masks_responses(tiny):
     _, proc = tiny
     a = proc.encode(Sample(id="a", question="What is 1 + 1?"))

@@ -12,28 +12,11 @@ minibatch.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from typing import Any, Callable
 
 import torch
 
 from vlrl.distributed import all_sum, sum_gradients
-
-
-def rows_of(batch, idx: list[int]):
-    """Rows ``idx`` of a right-padded scoring batch, with their images (in that order), trimmed to their
-    own longest row: a micro-batch of short responses does not pay for the iteration's longest one."""
-    counts = batch.image_counts
-    offsets = [0]
-    for c in counts:
-        offsets.append(offsets[-1] + c)
-    img = [j for i in idx for j in range(offsets[i], offsets[i + 1])]
-    pv = batch.pixel_values[img] if batch.pixel_values is not None and img else None
-    t = torch.tensor(idx, dtype=torch.long, device=batch.input_ids.device)
-    width = int(batch.attention_mask[t].sum(-1).max())
-    return replace(batch, input_ids=batch.input_ids[t, :width], attention_mask=batch.attention_mask[t, :width],
-                   pixel_values=pv, image_counts=[counts[i] for i in idx], response_mask=batch.response_mask[t, :width],
-                   sample_ids=[batch.sample_ids[i] for i in idx], prompt_lens=[batch.prompt_lens[i] for i in idx])
 
 
 def group_parts(group: list[int], parts: int) -> list[list[list[int]]]:
@@ -72,7 +55,7 @@ def _reference(model, batch, micro: int, temperature: float) -> torch.Tensor:
     with torch.no_grad():
         for s in range(0, B, micro):
             idx = order[s : s + micro]
-            part = model.response_logprobs(rows_of(batch, idx), temperature=temperature)[0]
+            part = model.response_logprobs(batch.rows(idx), temperature=temperature)[0]
             ref[idx, : part.shape[1]] = part
     return ref
 
@@ -97,7 +80,7 @@ def policy_update(model, batch, rewards: torch.Tensor, group: torch.Tensor, loss
             opt.zero_grad(set_to_none=True)
             metrics, sums = {}, [0.0, 0.0, 0.0]  # weighted loss, entropy sum, response tokens
             for idx in micro_batches(sorted(part, key=lambda g: max(lengths[i] for i in g)), micro):
-                logp, ent = model.response_logprobs(rows_of(batch, idx), with_entropy=True, temperature=temperature)
+                logp, ent = model.response_logprobs(batch.rows(idx), with_entropy=True, temperature=temperature)
                 t, w = torch.tensor(idx, device=mask.device), logp.shape[1]
                 m = mask[t, :w]
                 out = loss_fn(logp, ref[t, :w], m, rewards[t], group[t], **hyper)

@@ -117,11 +117,13 @@ class SFTTrainer:
     def __init__(self, cfg: SFTConfig, model, processor, dataset: SFTDataset, stage: str) -> None:
         self.cfg, self.model, self.processor, self.stage = cfg, model, processor, stage
         self.out = Path(cfg.output_dir)
-        self.accel = accelerator(gradient_accumulation_steps=cfg.optim.grad_accum * cfg.length_split,
+        self.accel = accelerator(gradient_accumulation_steps=cfg.optim.grad_accum,
                                  log_with=_trackers(cfg) or None, project_dir=str(self.out))
-        if not 1 <= cfg.length_split <= cfg.batch_size // self.accel.num_processes:
-            raise ValueError(f"length_split={cfg.length_split} must be between 1 and the rows per process "
-                             f"({cfg.batch_size} // {self.accel.num_processes})")
+        if cfg.length_split < 1:
+            raise ValueError(f"length_split={cfg.length_split}: give 1 (no split) or more micro-batches per batch")
+        # never more parts than a process has rows (a smaller batch_size override keeps working)
+        self.split = min(cfg.length_split, max(1, cfg.batch_size // self.accel.num_processes))
+        self.accel.gradient_accumulation_steps = cfg.optim.grad_accum * self.split  # sync once per batch, after all its parts
         sampler = ResumableBatchSampler(len(dataset), cfg.batch_size, cfg.seed, self.accel.process_index,
                                         self.accel.num_processes, dataset.lengths() if cfg.group_by_length else None)
         self.stream = BatchStream(dataset, lambda items: collate_sft(items, processor.pad_token_id), sampler,
@@ -228,8 +230,8 @@ class SFTTrainer:
         global batch, summed over processes), times world x grad_accum x length_split to undo DDP's and accelerate's
         averaging. A mean of per-process means would weight a token of a short-response slice more."""
         batches = [next(self.stream).to(self.accel.device) for _ in range(self.cfg.optim.grad_accum)]
-        if self.cfg.length_split > 1:  # accelerate counts grad_accum x length_split micro-batches per step
-            batches = [part for b in batches for part in b.split_by_length(self.cfg.length_split)]
+        if self.split > 1:  # accelerate counts grad_accum x split micro-batches per step
+            batches = [part for b in batches for part in b.split_by_length(self.split)]
         counts = [int(b.response_mask.sum()) for b in batches]
         n_global = max(1.0, all_sum([float(sum(counts))])[0])
         undo = self.accel.num_processes * self.accel.gradient_accumulation_steps

@@ -112,3 +112,20 @@ def test_an_update_moves_probability_toward_the_rewarded_responses(tiny, loss):
                             for p in range(len(samples))])  # per prompt: gain of the good minus the bad response
 
     assert (gain(1.0) > 0).all() and (gain(0.0) < 0).all()
+
+
+def test_eval_samples_adds_sampled_pass_at_1_next_to_greedy(sft_tiny, tmp_path):
+    """eval_samples=3: each held-out prompt also gets 3 responses at the rollout temperature; the logged
+    eval_sampled/overall is the mean correctness over all of them, the greedy eval/ keys stay as they are."""
+    import json
+
+    ev = "eval_sources=[synth:shapes?n=3&seed=999&levels=1,synth:arithmetic?n=3&seed=999&levels=1]"
+    out = main(rl_cfg(sft_tiny, tmp_path, "iterations=1", "eval_every=1", "eval_samples=3", ev, "eval_max_new_tokens=8"))
+    r = rows(out)[-1]
+    records = [json.loads(x) for x in (out / "eval" / "iter-1" / "sampled" / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 6 and all(len(x["responses"]) == 3 for x in records)
+    greedy = [json.loads(x) for x in (out / "eval" / "iter-1" / "records.jsonl").read_text().splitlines()]
+    assert all(len(x["responses"]) == 1 for x in greedy)
+    correct = [c for x in records for c in x["correct"]]
+    assert abs(r["eval_sampled/overall"] - sum(correct) / len(correct)) < 1e-9
+    assert "eval/overall" in r and "eval_sampled/image" in r and "eval_sampled/text" in r

@@ -88,7 +88,7 @@ def test_length_split_gives_the_whole_batch_gradient(tmp_path, monkeypatch):
     monkeypatch.setattr(Batch, "split_by_length", lambda self, k: [widths.append((self.input_ids.shape[1], p.input_ids.shape[1]))
                                                                     or p for p in split(self, k)])
     common = ["phases=[{steps: 3}]", "optim.lr=1e-2", "save_every=0"]
-    a = warmup.main(warmup_cfg(tmp_path / "a", *common))
+    a = warmup.main(warmup_cfg(tmp_path / "a", *common, "length_split=1"))
     assert not widths
     b = warmup.main(warmup_cfg(tmp_path / "b", *common, "length_split=4"))
     assert len(widths) == 12 and any(part < whole for whole, part in widths)  # 3 steps x 4 parts, less padding
@@ -97,4 +97,7 @@ def test_length_split_gives_the_whole_batch_gradient(tmp_path, monkeypatch):
     wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
     assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-4
     with pytest.raises(ValueError, match="length_split"):
-        warmup.main(warmup_cfg(tmp_path / "c", *common, "length_split=9"))
+        warmup.main(warmup_cfg(tmp_path / "c", *common, "length_split=0"))
+    widths.clear()  # more parts than rows: one row per part
+    warmup.main(warmup_cfg(tmp_path / "d", *common, "length_split=9"))
+    assert len(widths) == 3 * 8

@@ -148,13 +148,7 @@ def generate(
         lengths[rows] = step + 1
         if on_tokens is not None:
             on_tokens(rows, tok)
-        done = torch.isin(tok, stop)
-        stopped[rows[done]] = True
-        if history:
-            loop = _loop_mask(history, rows, tok, params)
-            looped[rows[loop & ~done]] = True
-            done = done | loop
-        done = done | (caps[rows] <= step + 1)  # this row's own budget is used up ("length")
+        done = _ended(tok, rows, step, stop, caps, history, params, stopped, looped)
         keep = (~done).nonzero().squeeze(-1)
         if keep.numel() == 0 or step == max_new - 1:
             break
@@ -167,6 +161,19 @@ def generate(
         logits, next_pos = out.logits[:, -1], next_pos + 1
     model.train(was_training)
     return _output(toks, lps, lengths, stopped, looped, index)
+
+
+def _ended(tok: torch.Tensor, rows: torch.Tensor, step: int, stop: torch.Tensor, caps: torch.Tensor,
+           history: list[list[int]], params: SamplingParams, stopped: torch.Tensor, looped: torch.Tensor) -> torch.Tensor:
+    """(A,) True where an active row ends at this step: a stop token (marked in ``stopped``), a repeated
+    n-gram loop when detection is on (marked in ``looped``), or its own new-token cap ("length")."""
+    done = torch.isin(tok, stop)
+    stopped[rows[done]] = True
+    if history:
+        loop = _loop_mask(history, rows, tok, params)
+        looped[rows[loop & ~done]] = True
+        done = done | loop
+    return done | (caps[rows] <= step + 1)
 
 
 def _choose(logits: torch.Tensor, params: SamplingParams, generator) -> tuple[torch.Tensor, torch.Tensor]:

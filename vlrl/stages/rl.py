@@ -42,7 +42,8 @@ from vlrl.distributed import all_sum, barrier, gather_objects, init_from_launche
 from vlrl.training import MetricsLog, build_optimizer, rng_state, seed_everything, set_rng_state
 
 
-CURVES = ("reward", "accuracy", "eval/overall", "eval/image", "eval/text", "eval/text_rendered", "length_mean",
+CURVES = ("reward", "accuracy", "eval/overall", "eval/image", "eval/text", "eval/text_rendered",
+          "eval_sampled/overall", "eval_sampled/image", "eval_sampled/text", "length_mean",
           "entropy", "log_ratio_abs_max", "grad_norm", "zero_variance_groups", "buffer")
 
 
@@ -77,6 +78,9 @@ class RLConfig:
     eval_every: int = 10
     eval_at_start: bool = False  # also evaluate the starting model (logged as iteration 0, drawn in the curves)
     eval_max_new_tokens: int = 256
+    # also pass@1 as the mean over this many samples at rollout.temperature (0: greedy only): what RL
+    # optimizes, and the paper's "Pass@1 averaged over 8 runs"; logged as eval_sampled/<modality>
+    eval_samples: int = 0
     iterations: int = 30
     prompts_per_iteration: int = 8
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -239,12 +243,17 @@ def run_iteration(model, processor, samples, state: RLState, cfg: RLConfig, rewa
 
 def _evaluate(model, processor, cfg: RLConfig, out: Path, iteration: int) -> dict:
     """Held-out evaluation on the main process (the others wait)."""
-    metrics = {}
+    metrics: dict = {}
     if world()[0] == 0:
-        rep = final_eval(model, processor, cfg.eval_sources, cfg.eval_max_new_tokens, out / "eval" / f"iter-{iteration}",
-                         f"RL iteration {iteration}")
-        metrics = {f"eval/{k}": v["pass@1"] for k, v in rep["by_modality"].items()}
-        metrics["eval/overall"] = rep["overall"]["pass@1"]
+        d = out / "eval" / f"iter-{iteration}"
+        runs = [("eval", d, 1, 0.0)]
+        if cfg.eval_samples > 0:
+            runs.append(("eval_sampled", d / "sampled", cfg.eval_samples, cfg.rollout.temperature))
+        for key, where, n, temperature in runs:
+            rep = final_eval(model, processor, cfg.eval_sources, cfg.eval_max_new_tokens, where,
+                             f"RL iteration {iteration}", n=n, temperature=temperature)
+            metrics.update({f"{key}/{k}": v["pass@1"] for k, v in rep["by_modality"].items()})
+            metrics[f"{key}/overall"] = rep["overall"]["pass@1"]
     barrier()
     return metrics
 

@@ -32,14 +32,17 @@ class WarmupConfig(SFTConfig):
     output_dir: str = "runs/tiny/warmup"
 
 
-def final_eval(model, processor, sources: List[str], max_new_tokens: int, out: Path, title: str) -> dict:
-    """Greedy pass@1 on held-out sources through the evaluation harness; report in ``out``."""
+def final_eval(model, processor, sources: List[str], max_new_tokens: int, out: Path, title: str,
+               n: int = 1, temperature: float = 0.0) -> dict:
+    """Pass@1 on held-out sources through the evaluation harness, greedy by default, else the mean over
+    ``n`` samples at ``temperature`` (k1.5's "Pass@1 averaged over 8 runs"); report in ``out``."""
     samples = load_data(sources)
-    params = SamplingParams(max_new_tokens=max_new_tokens)
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, num_samples=n)
     records = evaluate_samples(model, processor, samples, params, REWARDS.build("math", symbolic=False))
     report = full_report(records)
     write_report(report, records, out, title)
-    print(f"[eval] held-out pass@1 {report['overall']['pass@1']:.3f} -> {out}/eval.md")
+    how = "greedy" if temperature == 0 else f"{n} samples at T {temperature:g}"
+    print(f"[eval] held-out pass@1 ({how}) {report['overall']['pass@1']:.3f} -> {out}/eval.md")
     for name, m in report["by_modality"].items():
         print(f"[eval]   {name:14s} {m['pass@1']:.3f} ({m['prompts']} prompts, mean {m['mean_tokens']:.0f} tokens)")
     return report

@@ -106,7 +106,8 @@ def test_rows_and_split_by_length_keep_each_row_with_its_images_and_labels(tiny)
         for j, sid in enumerate(part.sample_ids):
             e = enc[[s.id for s in samples].index(sid)]
             n = len(e.input_ids)
-            assert part.input_ids[j, :n].tolist() == e.input_ids and torch.equal(part.labels[j, :n], b.labels[b.sample_ids.index(sid), :n])
+            assert part.input_ids[j, :n].tolist() == e.input_ids
+            assert torch.equal(part.labels[j, :n], b.labels[b.sample_ids.index(sid), :n])
     parts = b.split_by_length(2)
     by_length = [samples[i].id for i in sorted(range(4), key=lambda i: len(enc[i].input_ids))]
     assert [len(p) for p in parts] == [2, 2] and parts[0].sample_ids + parts[1].sample_ids == by_length

@@ -31,3 +31,20 @@ def test_eval_refuses_overlap_with_training_ids(saved_tiny, tmp_path):
                      exclude_ids_from=["synth:shapes?n=10&seed=1"], output_dir=str(tmp_path))
     with pytest.raises(ValueError, match="also appear in the training data"):
         main(cfg)
+
+
+def test_greedy_answers_do_not_depend_on_the_generation_batch(sft_tiny):
+    """final_eval batches 64 greedy prompts at a time where it used 32: the answers must be the same
+    whatever the batch (left padding and masks), so earlier measurements stay valid."""
+    from vlrl.eval import evaluate_samples
+    from vlrl.models import SamplingParams, load_pretrained
+    from vlrl.rewards import REWARDS
+    from vlrl.trainer import load_data
+
+    model, proc = load_pretrained(sft_tiny)
+    samples = load_data(["synth:shapes?n=7&seed=999&levels=1-3", "synth:arithmetic?n=7&seed=999",
+                         "synth:text_rendered?n=3&seed=999"])
+    params = SamplingParams(max_new_tokens=24)
+    runs = [evaluate_samples(model, proc, samples, params, REWARDS.build("math", symbolic=False), batch_size=b,
+                             progress=False) for b in (3, 17)]
+    assert [r.responses for r in runs[0]] == [r.responses for r in runs[1]]

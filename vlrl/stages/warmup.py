@@ -38,7 +38,10 @@ def final_eval(model, processor, sources: List[str], max_new_tokens: int, out: P
     ``n`` samples at ``temperature`` (k1.5's "Pass@1 averaged over 8 runs"); report in ``out``."""
     samples = load_data(sources)
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, num_samples=n)
-    records = evaluate_samples(model, processor, samples, params, REWARDS.build("math", symbolic=False))
+    # greedy: 64 prompts per generation batch, ~15% faster than 32 on the tiny model with identical answers;
+    # sampled: 32, as measured (the samples depend on how the generator's draws fall over the batch)
+    records = evaluate_samples(model, processor, samples, params, REWARDS.build("math", symbolic=False),
+                               batch_size=64 if temperature == 0 else 32)
     report = full_report(records)
     write_report(report, records, out, title)
     how = "greedy" if temperature == 0 else f"{n} samples at T {temperature:g}"

@@ -92,10 +92,11 @@ def build_or_load(cfg: SFTConfig):
     return model, processor
 
 
-def set_trainable(model: torch.nn.Module, modules: List[str]) -> None:
+def set_trainable(model: torch.nn.Module, modules: List[str], key: str = "phases[].train") -> None:
+    """Only ``modules`` (of MODULES) learn; ``key`` names the config field in the error for an unknown one."""
     unknown = set(modules) - set(MODULES)
     if unknown:
-        raise ValueError(f"phases[].train: unknown module(s) {sorted(unknown)}; choose from {MODULES}")
+        raise ValueError(f"{key}: unknown module(s) {sorted(unknown)}; choose from {MODULES}")
     frozen = {"encoder"} if model.config.encoder.freeze else set()  # model.encoder.freeze wins over phases
     for name in MODULES:
         getattr(model, name).requires_grad_(name in modules and name not in frozen)

@@ -37,6 +37,31 @@ def test_rl_iterations_run_and_change_the_parameters(sft_tiny, tmp_path, loss):
         assert key in r[-1], key
 
 
+def test_train_freezes_the_modules_it_leaves_out(sft_tiny, tmp_path):
+    """train=[projector, llm]: the encoder's weights are bit-identical after RL, the LLM's have moved."""
+    out = main(rl_cfg(sft_tiny, tmp_path, "iterations=2", "train=[projector,llm]"))
+    before, after = load_file(str(sft_tiny / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    enc = [k for k in before if k.startswith("encoder.")]
+    llm = [k for k in before if k.startswith("llm.")]
+    assert enc and llm
+    assert all(torch.equal(before[k], after[k]) for k in enc)
+    assert any(not torch.equal(before[k], after[k]) for k in llm)
+    with pytest.raises(ValueError, match="train: unknown module"):
+        main(rl_cfg(sft_tiny, tmp_path / "bad", "iterations=1", "train=[vision]"))
+
+
+def test_fresh_prompt_accuracy_and_no_repeat(sft_tiny, tmp_path):
+    """accuracy_fresh counts only prompts drawn for the first time: 3 + 3 draws from 4 prompts must repeat
+    one in the second iteration; with no_repeat on 6 prompts every draw is a first draw."""
+    pool = "sources=[synth:arithmetic?n=4&seed=2&levels=1]"
+    r = rows(main(rl_cfg(sft_tiny, tmp_path / "a", "iterations=2", pool, "save_every=0")))
+    assert r[0]["fresh_fraction"] == 1.0 and r[0]["accuracy_fresh"] == r[0]["accuracy"]
+    assert r[1].get("fresh_fraction", 0.0) < 1.0
+    pool = "sources=[synth:arithmetic?n=6&seed=2&levels=1]"
+    r = rows(main(rl_cfg(sft_tiny, tmp_path / "b", "iterations=2", pool, "sampling.no_repeat=true", "save_every=0")))
+    assert all(x["fresh_fraction"] == 1.0 and x["accuracy_fresh"] == x["accuracy"] for x in r)
+
+
 @pytest.mark.slow
 def test_first_step_of_an_iteration_has_zero_log_ratio(sft_tiny, tmp_path):
     """One gradient step per iteration: the loss sees pi_theta == pi_theta_i, so the log-ratio is exactly 0."""

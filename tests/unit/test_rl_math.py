@@ -191,6 +191,23 @@ def test_success_tracker_initialises_from_pass_rates():
     assert t.rates.tolist() == pytest.approx([0.8, 0.75])
 
 
+def test_no_repeat_draws_unseen_prompts_until_too_few_remain():
+    from vlrl.algos.sampling import SuccessTracker, sample_prompts
+    t = SuccessTracker([str(i) for i in range(10)])
+    g = torch.Generator().manual_seed(0)
+    draws = [t.mark_drawn(sample_prompts(3, [1] * 10, t.rates, it, "uniform", generator=g, drawn=t.drawn))
+             for it in range(3)]
+    assert all(len(d) == 3 for d in draws)  # every draw of the first 9 prompts is a first draw
+    assert len({i for d in draws for i in d}) == 9
+    last = sample_prompts(3, [1] * 10, t.rates, 3, "uniform", generator=g, drawn=t.drawn)  # 1 unseen < 3: all
+    assert len(set(last)) == 3 and t.mark_drawn(last) == [i for i in last if i not in {j for d in draws for j in d}]
+    state = t.state_dict()  # the mask is checkpointed with the rates
+    u = SuccessTracker([str(i) for i in range(10)])
+    u.load_state_dict(state)
+    assert torch.equal(u.drawn, t.drawn) and int(u.drawn.sum()) >= 9
+    assert u.mark_drawn(draws[0]) == []
+
+
 def test_group_parts_keep_groups_whole_and_balance_rows():
     from vlrl.algos.update import group_parts, micro_batches
 

@@ -29,7 +29,9 @@ def prioritized_weights(success: torch.Tensor, floor: float = 0.05) -> torch.Ten
 
 
 class SuccessTracker:
-    """Per-prompt success rates: exponential moving average of each iteration's group accuracy."""
+    """Per-prompt state: success rates (exponential moving average of each iteration's group accuracy)
+    and whether a prompt has been drawn before (``drawn``: for ``no_repeat`` sampling and the accuracy on
+    prompts the policy has never trained on)."""
 
     def __init__(self, ids: Sequence[str], init: dict[str, float] | None = None, default: float = 0.5,
                  momentum: float = 0.5) -> None:
@@ -37,17 +39,26 @@ class SuccessTracker:
         self.ids = list(ids)
         self.index = {i: n for n, i in enumerate(self.ids)}
         self.rates = torch.tensor([float(init.get(i, default)) for i in self.ids])
+        self.drawn = torch.zeros(len(self.ids), dtype=torch.bool)
         self.momentum = momentum
+
+    def mark_drawn(self, indices: Sequence[int]) -> list[int]:
+        """Mark prompts as drawn; return those drawn for the first time."""
+        first = [i for i in indices if not bool(self.drawn[i])]
+        self.drawn[list(indices)] = True
+        return first
 
     def update(self, sample_id: str, accuracy: float) -> None:
         j = self.index[sample_id]
         self.rates[j] = self.momentum * self.rates[j] + (1 - self.momentum) * accuracy
 
     def state_dict(self) -> dict:
-        return {"rates": self.rates.clone()}
+        return {"rates": self.rates.clone(), "drawn": self.drawn.clone()}
 
     def load_state_dict(self, state: dict) -> None:
         self.rates = state["rates"].clone()
+        if "drawn" in state:  # checkpoints written before the mask existed resume with none drawn
+            self.drawn = state["drawn"].clone()
 
 
 def allowed_levels(iteration: int, stages: Sequence[CurriculumStage]) -> list[int]:
@@ -61,13 +72,15 @@ def allowed_levels(iteration: int, stages: Sequence[CurriculumStage]) -> list[in
 
 def sample_prompts(n: int, difficulties: Sequence[int | None], success: torch.Tensor, iteration: int,
                    strategy: str, stages: Sequence[CurriculumStage] = (), floor: float = 0.05,
-                   generator: torch.Generator | None = None) -> list[int]:
+                   generator: torch.Generator | None = None, drawn: torch.Tensor | None = None) -> list[int]:
     """Indices of ``n`` distinct prompts for this iteration.
 
     Args:
         strategy: "uniform", "curriculum", "prioritized" or "curriculum+prioritized".
         difficulties: (N,) level of each prompt (None = unknown, always allowed).
         success: (N,) tracked success rates (used by the prioritized strategies).
+        drawn: (N,) bool, prompts drawn in earlier iterations; when given, only the others are drawn
+            while at least ``n`` of them remain in the pool (``no_repeat``), then the whole pool again.
     """
     if strategy not in ("uniform", "curriculum", "prioritized", "curriculum+prioritized"):
         raise ValueError(f"sampling strategy '{strategy}' is not uniform, curriculum, prioritized or "
@@ -79,6 +92,9 @@ def sample_prompts(n: int, difficulties: Sequence[int | None], success: torch.Te
             pool = [i for i in pool if difficulties[i] is None or difficulties[i] in levels]
         if not pool:
             raise ValueError(f"curriculum at iteration {iteration} allows levels {levels} but no prompt has them")
+    if drawn is not None:
+        fresh = [i for i in pool if not bool(drawn[i])]
+        pool = fresh if len(fresh) >= n else pool
     weights = torch.ones(len(pool))
     if "prioritized" in strategy:
         weights = prioritized_weights(success[pool], floor)

@@ -37,12 +37,12 @@ from vlrl.rollout import ReplayBuffer, RolloutConfig, rollout
 from vlrl.rollout.scoring import scoring_batch
 from vlrl.stages.evaluate import RewardConfig
 from vlrl.stages.warmup import final_eval
-from vlrl.trainer import load_data
+from vlrl.trainer import MODULES, load_data, set_trainable
 from vlrl.distributed import all_sum, barrier, gather_objects, init_from_launcher, world
 from vlrl.training import MetricsLog, build_optimizer, rng_state, seed_everything, set_rng_state
 
 
-CURVES = ("reward", "accuracy", "eval/overall", "eval/image", "eval/text", "eval/text_rendered",
+CURVES = ("reward", "accuracy", "accuracy_fresh", "eval/overall", "eval/image", "eval/text", "eval/text_rendered",
           "eval_sampled/overall", "eval_sampled/image", "eval_sampled/text", "length_mean",
           "entropy", "log_ratio_abs_max", "grad_norm", "zero_variance_groups", "buffer")
 
@@ -68,6 +68,9 @@ class SamplingConfig:
     floor: float = 0.05
     curriculum: List[CurriculumStage] = field(default_factory=list)
     skip_equal_groups: bool = False  # drop prompts whose k rewards are all equal from the update
+    # draw only prompts not drawn before while enough remain (then all again): every iteration's training
+    # accuracy is then on prompts the policy has never trained on, and no rollout goes to a repeat
+    no_repeat: bool = False
 
 
 @dataclass
@@ -91,6 +94,7 @@ class RLConfig:
     mask_old_segments: bool = True
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, schedule="constant"))
+    train: List[str] = field(default_factory=lambda: list(MODULES))  # modules RL updates; the rest stay frozen
     steps_per_iteration: int = 2
     minibatch_size: int = 64  # responses per optimizer step
     micro_batch_size: int = 16  # responses per forward/backward (memory); gradients accumulate to the minibatch
@@ -124,17 +128,25 @@ def keep_informative(trajs, scored):
 
 
 def iteration_metrics(records: list[tuple], groups: tuple, buffer: tuple, times: dict, errors: int) -> dict:
-    """Metrics over every process's trajectories. ``records``: (modality, reward, correct, length) per
-    finished trajectory; ``groups``: (zero-variance groups, groups); ``buffer``: (size, expired)."""
+    """Metrics over every process's trajectories. ``records``: (modality, reward, correct, length, fresh)
+    per finished trajectory, ``fresh`` when its prompt was drawn for the first time this iteration;
+    ``groups``: (zero-variance groups, groups); ``buffer``: (size, expired). ``accuracy_fresh`` is the
+    accuracy on prompts never trained on before (an online held-out estimate: the plain training accuracy
+    also counts repeated prompts, which a small model partly memorises)."""
     mods = np.array([r[0] for r in records])
-    rew, cor, lens = (np.array([r[i] for r in records], dtype=float) for i in (1, 2, 3))
+    rew, cor, lens, fresh = (np.array([r[i] for r in records], dtype=float) for i in (1, 2, 3, 4))
+    fresh = fresh.astype(bool)
     m = {"reward": float(rew.mean()), "accuracy": float(cor.mean()),
          "length_mean": float(lens.mean()), "length_p95": float(np.percentile(lens, 95)),
          "zero_variance_groups": groups[0] / max(1, groups[1]), "buffer": int(buffer[0]), "expired": int(buffer[1]),
          "trajectories": len(records), "verifier_errors": errors,
          **{f"time_{k}": round(v, 3) for k, v in times.items()},
          "tokens_per_s": float(lens.sum()) / max(1e-9, sum(times.values()))}
+    if fresh.any():
+        m["accuracy_fresh"], m["fresh_fraction"] = float(cor[fresh].mean()), float(fresh.mean())
     for mod in sorted(set(mods.tolist())):
+        if (fresh & (mods == mod)).any():
+            m[f"accuracy_fresh/{mod}"] = float(cor[fresh & (mods == mod)].mean())
         m[f"accuracy/{mod}"] = float(cor[mods == mod].mean())
         m[f"length/{mod}"] = float(lens[mods == mod].mean())
         m[f"reward/{mod}"] = float(rew[mods == mod].mean())
@@ -213,7 +225,9 @@ def run_iteration(model, processor, samples, state: RLState, cfg: RLConfig, rewa
     rank, n_proc = world()
     t = time.time()
     idx = sample_prompts(cfg.prompts_per_iteration, [s.difficulty for s in samples], state.tracker.rates, it,
-                         cfg.sampling.strategy, cfg.sampling.curriculum, cfg.sampling.floor, state.generator)
+                         cfg.sampling.strategy, cfg.sampling.curriculum, cfg.sampling.floor, state.generator,
+                         state.tracker.drawn if cfg.sampling.no_repeat else None)
+    first = {samples[i].id for i in state.tracker.mark_drawn(idx)}  # every process marks the same prompts
     trajs = rollout(model, processor, [samples[i] for i in idx[rank::n_proc]], state.buffer, it, cfg.rollout,
                     state.rollout_gen)
     times["rollout"], t = time.time() - t, time.time()
@@ -231,8 +245,8 @@ def run_iteration(model, processor, samples, state: RLState, cfg: RLConfig, rewa
         batch = scoring_batch(processor, train_trajs, it, cfg.mask_old_segments).to(model.device) if train_trajs else None
         stats = train_on(model, batch, train_scored if train_trajs else None, cfg, opt)
     times["train"] = time.time() - t
-    records = [(x.sample.modality, float(scored.rewards[i]), bool(scored.correct[i]), len(x.tokens))
-               for i, x in enumerate(trajs)]
+    records = [(x.sample.modality, float(scored.rewards[i]), bool(scored.correct[i]), len(x.tokens),
+                x.started == it and x.sample.id in first) for i, x in enumerate(trajs)]
     records = [r for part in gather_objects(records) for r in part]
     sums = all_sum([*groups, len(state.buffer), state.buffer.expired, len(scored.errors) if trajs else 0])
     if not records:
@@ -271,6 +285,7 @@ def main(cfg: RLConfig) -> Path:
     from accelerate import PartialState
 
     model, processor = load_pretrained(cfg.init_from, device=PartialState().device)
+    set_trainable(model, cfg.train, key="rl train")
     samples = load_data(cfg.sources)
     state = RLState(cfg, samples)
     ckpt, opt = latest_checkpoint(out) if cfg.resume else None, None

@@ -131,8 +131,7 @@ def iteration_metrics(records: list[tuple], groups: tuple, buffer: tuple, times:
     """Metrics over every process's trajectories. ``records``: (modality, reward, correct, length, fresh)
     per finished trajectory, ``fresh`` when its prompt was drawn for the first time this iteration;
     ``groups``: (zero-variance groups, groups); ``buffer``: (size, expired). ``accuracy_fresh`` is the
-    accuracy on prompts never trained on before (an online held-out estimate: the plain training accuracy
-    also counts repeated prompts, which a small model partly memorises)."""
+    accuracy on prompts never trained on before (plain training accuracy also counts repeated prompts)."""
     mods = np.array([r[0] for r in records])
     rew, cor, lens, fresh = (np.array([r[i] for r in records], dtype=float) for i in (1, 2, 3, 4))
     fresh = fresh.astype(bool)

@@ -1,6 +1,8 @@
 """The RL stage on the tiny config: runs, changes the parameters, logs, and resumes exactly."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +11,7 @@ from safetensors.torch import load_file
 from vlrl.config import load_config
 from vlrl.stages.rl import RLConfig, main
 
+ROOT = Path(__file__).resolve().parents[2]
 ROOT_CFG = "configs/tiny/rl.yaml"
 
 
@@ -60,6 +63,23 @@ def test_fresh_prompt_accuracy_and_no_repeat(sft_tiny, tmp_path):
     pool = "sources=[synth:arithmetic?n=6&seed=2&levels=1]"
     r = rows(main(rl_cfg(sft_tiny, tmp_path / "b", "iterations=2", pool, "sampling.no_repeat=true", "save_every=0")))
     assert all(x["fresh_fraction"] == 1.0 and x["accuracy_fresh"] == x["accuracy"] for x in r)
+
+
+def test_never_drawn_script_scores_the_prompts_the_run_did_not_draw(sft_tiny, tmp_path):
+    """scripts/rl_never_drawn.py reads the drawn mask from the last checkpoint: 2 draws of 3 from 8 prompts
+    leave 8 - 3 - (new prompts in the 2nd draw) never drawn; a run without checkpoints is a clear error."""
+    spec = importlib.util.spec_from_file_location("rl_never_drawn", ROOT / "scripts" / "rl_never_drawn.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    pool = "sources=[synth:arithmetic?n=8&seed=2&levels=1]"
+    out = main(rl_cfg(sft_tiny, tmp_path / "a", "iterations=2", pool, "save_every=1", "eval_max_new_tokens=8"))
+    new_second = round(3 * rows(out)[1].get("fresh_fraction", 0.0))
+    res = script.main([str(out), "--samples", "2", "--max-new-tokens", "8"])
+    assert res["prompts"] == {"text": 8 - 3 - new_second}
+    assert 0.0 <= res["harness"]["text"] <= 1.0 and 0.0 <= res["rollout"]["text"] <= 1.0
+    bare = main(rl_cfg(sft_tiny, tmp_path / "b", "iterations=1", pool, "save_every=0"))
+    with pytest.raises(SystemExit, match="has no checkpoint"):
+        script.main([str(bare)])
 
 
 @pytest.mark.slow

@@ -152,6 +152,7 @@ def test_response_logprobs_match_a_manual_computation(tiny):
     logp, ent = model.response_logprobs(batch, with_entropy=True)
     cold, cold_ent = model.response_logprobs(batch, with_entropy=True, temperature=0.5)
     logits = model(batch).logits.float()
+    logits[..., model.image_token_id] = float("-inf")  # the policy never writes an image placeholder
     for i in range(len(samples)):
         pos = batch.response_mask[i, 1:].nonzero().squeeze(-1)  # predicting token pos+1
         target = batch.input_ids[i, pos + 1, None]
@@ -164,6 +165,27 @@ def test_response_logprobs_match_a_manual_computation(tiny):
         assert (ent[i, pos] > 0).all() and (cold_ent[i, pos] < ent[i, pos]).all()
     with pytest.raises(ValueError, match="temperature"):
         model.response_logprobs(batch, temperature=0.0)
+
+
+def test_sampled_tokens_are_scored_as_they_were_sampled(tiny):
+    """RL is on-policy only if the loss's log-probs of a sampled response equal the ones the sampler drew it
+    with: generation (left-padded mixed batch with 0, 1 and 2 images, k = 3 rows per prompt sharing one
+    prefill, KV cache) against the scoring path the losses use (right-padded, no cache), per token."""
+    model, proc = tiny
+    model.eval()
+    samples = mixed_samples()
+    batch = collate_generation([proc.encode(s) for s in samples], proc.pad_token_id)
+    with torch.no_grad():
+        out = generate(model, batch, SamplingParams(max_new_tokens=6, temperature=1.0, num_samples=3,
+                                                    stop_token_ids=[-1]),
+                       proc.eos_token_id, generator=torch.Generator().manual_seed(0))
+        enc = [proc.encode(samples[p], t, add_eos=False) for p, t in zip(out.prompt_index, out.tokens)]
+        scoring = collate_scoring(enc, proc.pad_token_id)
+        logp, _ = model.response_logprobs(scoring)
+    assert len(set(map(tuple, out.tokens))) > 3  # the rows really are different samples
+    for i, sampled in enumerate(out.logprobs):
+        scored = logp[i][scoring.response_mask[i, 1:]]
+        assert len(sampled) == 6 and torch.allclose(scored, torch.tensor(sampled), atol=1e-4)
 
 
 def test_position_ids_ignore_left_padding():

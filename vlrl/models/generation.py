@@ -142,7 +142,7 @@ def generate(
     looped = torch.zeros(n_rows, dtype=torch.bool, device=logits.device)
     history: list[list[int]] = [[] for _ in range(n_rows)] if params.repeat_max_period else []
     for step in range(max_new):
-        logits[:, model.image_token_id] = float("-inf")  # a response never contains an image placeholder
+        model.exclude_placeholder(logits)  # a response never contains an image placeholder
         tok, lps[rows, step] = _choose(logits, params, generator)
         toks[rows, step] = tok
         lengths[rows] = step + 1

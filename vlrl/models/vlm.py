@@ -124,14 +124,23 @@ class VisionLanguageModel(nn.Module):
         targets = batch.input_ids[:, 1:][mask]  # (K,)
         if temperature <= 0:
             raise ValueError(f"response_logprobs: temperature must be > 0, got {temperature}")
-        logp_all = F.log_softmax(logits[mask].float() / temperature, dim=-1)  # (K, V), only the K scored positions
+        scored = self.exclude_placeholder(logits[mask].float())  # (K, V): the distribution generate samples from
+        logp_all = F.log_softmax(scored / temperature, dim=-1)  # (K, V), only the K scored positions
         logp = torch.zeros(mask.shape, dtype=torch.float32, device=logits.device)
         logp[mask] = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         entropy = None
         if with_entropy:
             entropy = torch.zeros_like(logp)
-            entropy[mask] = -(logp_all.exp() * logp_all).sum(-1)
+            finite = logp_all.masked_fill(torch.isinf(logp_all), 0.0)  # the placeholder's 0 * -inf counts as 0
+            entropy[mask] = -(logp_all.exp() * finite).sum(-1)
         return logp, entropy
+
+    def exclude_placeholder(self, logits: torch.Tensor) -> torch.Tensor:
+        """logits (..., V) with the image placeholder at -inf (in place; returned): a response never contains
+        one, so sampling (``generate``) and scoring (``response_logprobs``) both use this distribution and
+        RL's log-probs are those of the tokens as they were sampled."""
+        logits[..., self.image_token_id] = float("-inf")
+        return logits
 
     def num_parameters(self) -> dict[str, int]:
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731

@@ -229,6 +229,8 @@ def _add_plot(sub) -> None:
     p.add_argument("--keys", nargs="+", default=None, help="metrics to draw (default: the RL stage's curves)")
     p.add_argument("--out", required=True, help="PNG path")
     p.add_argument("--title", default="")
+    p.add_argument("--max-step", type=int, default=None,
+                   help="draw steps up to this one only (compare a 40-iteration run with a 20-iteration one)")
 
     def run(a):
         from vlrl.eval.curves import plot_runs
@@ -243,7 +245,7 @@ def _add_plot(sub) -> None:
             from vlrl.stages.rl import CURVES
 
             a.keys = list(CURVES)
-        out = plot_runs(runs, a.keys, a.out, a.title)
+        out = plot_runs(runs, a.keys, a.out, a.title, a.max_step)
         print(f"wrote {out}" if out else "nothing to plot: none of the keys is in these runs")
 
     p.set_defaults(func=run)

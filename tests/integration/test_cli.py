@@ -98,3 +98,9 @@ def test_plot_overlays_runs(tmp_path):
     assert main(["plot", "--run", f"kimi={tmp_path / 'a'}", "--run", f"grpo={tmp_path / 'b'}", "--out", str(out)]) == 0
     assert out.stat().st_size > 1000
     assert main(["plot", "--run", str(tmp_path / "a"), "--out", str(out)]) == 2  # NAME=DIR is required
+    from vlrl.eval.curves import plot_runs
+
+    # --max-step keeps steps <= it: none left at 0 (nothing to plot), steps 1-2 at 2
+    assert plot_runs({"a": tmp_path / "a"}, ["accuracy"], tmp_path / "none.png", max_step=0) is None
+    assert main(["plot", "--run", f"a={tmp_path / 'a'}", "--max-step", "2", "--out", str(tmp_path / "two.png")]) == 0
+    assert (tmp_path / "two.png").stat().st_size > 1000 and not (tmp_path / "none.png").exists()

@@ -17,10 +17,12 @@ def _rows(path: str | Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
-def plot_runs(runs: Mapping[str, str | Path], keys: Sequence[str], out_png: str | Path, title: str = "") -> Path | None:
+def plot_runs(runs: Mapping[str, str | Path], keys: Sequence[str], out_png: str | Path, title: str = "",
+              max_step: int | None = None) -> Path | None:
     """One panel per key present in any run (x = step), one line per run (label = its name); returns the
-    PNG path, or None if nothing to plot. A run is a metrics.jsonl file or the directory holding it."""
-    data = {name: _rows(p) for name, p in runs.items()}
+    PNG path, or None if nothing to plot. A run is a metrics.jsonl file or the directory holding it.
+    ``max_step`` keeps steps <= it, to compare runs of different lengths over the same iterations."""
+    data = {name: [r for r in _rows(p) if max_step is None or r.get("step", 0) <= max_step] for name, p in runs.items()}
     keys = [k for k in keys if any(k in r for rows in data.values() for r in rows)]
     if not keys:
         return None

@@ -246,7 +246,8 @@ def _add_plot(sub) -> None:
 
             a.keys = list(CURVES)
         out = plot_runs(runs, a.keys, a.out, a.title, a.max_step)
-        print(f"wrote {out}" if out else "nothing to plot: none of the keys is in these runs")
+        within = f" up to step {a.max_step}" if a.max_step is not None else ""
+        print(f"wrote {out}" if out else f"nothing to plot: none of the keys is in these runs{within}")
 
     p.set_defaults(func=run)
 

@@ -36,8 +36,11 @@ def test_rl_iterations_run_and_change_the_parameters(sft_tiny, tmp_path, loss):
     r = rows(out)
     assert len(r) == 3 and (out / "curves.png").exists()
     for key in ("reward", "accuracy", "length_mean", "length_p95", "entropy", "grad_norm", "zero_variance_groups",
-                "buffer", "tokens_per_s", "time_rollout", "time_reward", "time_train", "accuracy/image"):
+                "buffer", "tokens_per_s", "time_rollout", "time_reward", "time_train", "accuracy/image",
+                "sampling_logprob_diff_max"):
         assert key in r[-1], key
+    # the loss's starting log-probs are the sampler's (partial rollouts included): on-policy to float error
+    assert all(x["sampling_logprob_diff_max"] < 1e-3 for x in r if "sampling_logprob_diff_max" in x)
 
 
 def test_train_freezes_the_modules_it_leaves_out(sft_tiny, tmp_path):

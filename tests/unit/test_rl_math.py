@@ -218,3 +218,16 @@ def test_group_parts_keep_groups_whole_and_balance_rows():
     assert group_parts([], 3) == [[], [], []]
     assert micro_batches(parts[0], 4) == [[0, 1, 6], [2, 3]]
     assert micro_batches([[0], [1], [2, 3, 4, 5, 6]], 2) == [[0, 1], [2, 3, 4, 5, 6]]
+
+
+def test_sampling_mismatch_by_hand():
+    """|ref - sampled| over the tokens the sampler wrote (not NaN): row 0 scores 2 tokens, row 1 one;
+    diffs |0.1 - 0.0| = 0.1, |-0.5 - -0.4| = 0.1, |-1.0 - -1.4| = 0.4 -> mean 0.6 / 3 = 0.2, max 0.4."""
+    from vlrl.algos.update import sampling_mismatch
+
+    nan = float("nan")
+    ref = torch.tensor([[9.0, 0.1, -0.5], [9.0, 9.0, -1.0]])
+    sampled = torch.tensor([[nan, 0.0, -0.4], [nan, nan, -1.4]])
+    m = sampling_mismatch(ref, sampled)
+    assert m["sampling_logprob_diff_mean"] == pytest.approx(0.2) and m["sampling_logprob_diff_max"] == pytest.approx(0.4)
+    assert sampling_mismatch(None, None) == {}  # nothing sampled this iteration: no metric, no division by 0

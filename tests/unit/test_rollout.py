@@ -6,6 +6,7 @@ from vlrl.data.synth import generate as synth
 from vlrl.models import SamplingParams, generate
 from vlrl.models.generation import is_looping
 from vlrl.rollout import ReplayBuffer, RolloutConfig, rollout
+from vlrl.rollout.scoring import sampled_logprobs, scoring_batch
 
 
 def test_loop_detection_by_hand():
@@ -82,6 +83,29 @@ def test_partial_trajectory_continues_across_iterations_with_right_tokens_and_ma
         assert t.finish == "max_length"
         assert t.loss_mask(2, mask_old_segments=True) == [False] * 6 + [True] * 2
         assert t.loss_mask(2, mask_old_segments=False) == [True] * 8
+
+
+def test_sampled_logprobs_of_a_continued_trajectory_are_where_the_loss_scores_them(tiny):
+    """Mixed image / text prompts at T 0.7, cut by the budget after 3 tokens and finished in the next
+    iteration: the sampler's log-probs of the second segment equal the loss's (response_logprobs at T 0.7)
+    at the same positions; the first segment (an older policy's), the prompt and the padding are NaN."""
+    model, proc = tiny
+    prompts = synth("shapes", 1, seed=4) + synth("arithmetic", 1, seed=4)
+    cfg = RolloutConfig(k=2, temperature=0.7, max_response_tokens=5, budget=3, max_age=3, repeat_max_period=0)
+    buf = ReplayBuffer(max_age=3)
+    with forced_token(model, proc.eos_token_id, -1e4):  # no EOS: every response takes both iterations
+        assert rollout(model, proc, prompts, buf, 0, cfg, torch.Generator().manual_seed(0)) == []
+        done = rollout(model, proc, [], buf, 1, cfg, torch.Generator().manual_seed(1))
+        batch = scoring_batch(proc, done, 1, mask_old_segments=False)
+        with torch.no_grad():
+            scored, _ = model.response_logprobs(batch, temperature=0.7)
+    sampled = sampled_logprobs(done, batch, 1)
+    assert len(done) == 4 and all([(s.start, s.end) for s in t.segments] == [(0, 3), (3, 5)] for t in done)
+    for i in range(len(done)):
+        p = batch.prompt_lens[i]
+        row = sampled[i]
+        assert torch.isnan(row[: p - 1 + 3]).all() and torch.isnan(row[p - 1 + 5 :]).all()
+        assert torch.allclose(row[p - 1 + 3 : p - 1 + 5], scored[i, p - 1 + 3 : p - 1 + 5], atol=1e-4)
 
 
 def test_buffer_drops_trajectories_older_than_max_age_and_round_trips(tiny):

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 
-from vlrl.distributed import all_sum, sum_gradients
+from vlrl.distributed import all_sum, gather_objects, sum_gradients
 
 
 def group_parts(group: list[int], parts: int) -> list[list[list[int]]]:
@@ -60,21 +60,37 @@ def _reference(model, batch, micro: int, temperature: float) -> torch.Tensor:
     return ref
 
 
+def sampling_mismatch(ref: torch.Tensor | None, sampled: torch.Tensor | None) -> dict[str, float]:
+    """|log pi_theta_i - log pi_sampler| over the tokens the sampler wrote this iteration (``sampled`` (B, T-1),
+    NaN elsewhere), mean and max over every process: 0 up to float error when rollouts and the loss see
+    one distribution; a large value means the update is off-policy (different weights, temperature or
+    masking at sampling time). Collective."""
+    diff = torch.empty(0)
+    if ref is not None and sampled is not None:
+        both = ~torch.isnan(sampled)
+        diff = (ref.detach().float().cpu()[both] - sampled[both]).abs()
+    total, count = all_sum([float(diff.sum()), float(diff.numel())])
+    peak = max(gather_objects(float(diff.max()) if diff.numel() else 0.0))
+    return {"sampling_logprob_diff_mean": total / count, "sampling_logprob_diff_max": peak} if count else {}
+
+
 def policy_update(model, batch, rewards: torch.Tensor, group: torch.Tensor, loss_fn: Callable, hyper: dict[str, Any],
                   opt, steps: int, minibatch_size: int, micro_batch_size: int, grad_clip: float,
-                  temperature: float = 1.0) -> dict:
+                  temperature: float = 1.0, sampled: torch.Tensor | None = None) -> dict:
     """``steps`` passes of optimizer steps over this process's ``batch`` (B responses; B may differ per
     process, and be 0: ``batch`` None). Returns the last step's loss metrics, loss, grad norm and mean
-    token entropy. Log-probs are taken at the sampling ``temperature``. Collective under several processes."""
+    token entropy, and with ``sampled`` (the sampler's log-probs, see ``sampling_mismatch``) how far the
+    loss's starting log-probs are from them. Log-probs are taken at the sampling ``temperature``.
+    Collective under several processes."""
     B = len(batch) if batch is not None else 0
     n_mb = max(1, math.ceil(all_sum([float(B)])[0] / minibatch_size))
     micro = max(1, min(micro_batch_size, minibatch_size))
     ref = _reference(model, batch, micro, temperature) if B else None
+    stats: dict = sampling_mismatch(ref, sampled)
     mask = batch.response_mask[:, 1:] if B else None
     parts = group_parts(group.tolist() if B else [], n_mb)
     lengths = batch.attention_mask.sum(-1).tolist() if B else []  # groups of similar length share micro-batches
     totals = all_sum([float(sum(len(g) for g in part)) for part in parts])  # rows per global minibatch
-    stats: dict = {}
     for _ in range(steps):
         for part, total in zip(parts, totals):
             opt.zero_grad(set_to_none=True)
@@ -94,5 +110,5 @@ def policy_update(model, batch, rewards: torch.Tensor, group: torch.Tensor, loss
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             opt.step()
             loss, ent_sum, n_tok = all_sum(sums)
-            stats = {**metrics, "loss": loss, "grad_norm": float(grad_norm), "entropy": ent_sum / max(1.0, n_tok)}
+            stats.update({**metrics, "loss": loss, "grad_norm": float(grad_norm), "entropy": ent_sum / max(1.0, n_tok)})
     return stats

@@ -39,7 +39,9 @@ class GenerationOutput:
 
     Attributes:
         tokens: generated ids per row, the stop token included when there was one.
-        logprobs: log pi(token) under the model (temperature 1, no top-p) per generated token.
+        logprobs: per generated token, its log-prob under the distribution it was sampled from:
+            softmax(logits / temperature) (temperature 1 for greedy), before top-p truncation; what
+            ``VisionLanguageModel.response_logprobs(..., temperature)`` gives for it.
         finish_reasons: "stop" (a stop token), "repeat" (a repeated n-gram loop was cut) or "length"
             (max_new_tokens reached).
         prompt_index: the prompt row each output row belongs to.
@@ -177,9 +179,9 @@ def _ended(tok: torch.Tensor, rows: torch.Tensor, step: int, stop: torch.Tensor,
 
 
 def _choose(logits: torch.Tensor, params: SamplingParams, generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(A, V) logits -> (A,) next tokens and their (A,) log-probs under the untempered policy; at
-    temperature 1 without top-p one log_softmax serves both."""
-    logp = F.log_softmax(logits.float(), dim=-1)
+    """(A, V) logits -> (A,) next tokens and their (A,) log-probs under softmax(logits / temperature)
+    (temperature 1 for greedy); at temperature 1 without top-p one log_softmax serves both."""
+    logp = F.log_softmax(logits.float() / (params.temperature if params.temperature > 0 else 1.0), dim=-1)
     if params.temperature == 1.0 and params.top_p >= 1.0:
         tok = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
     else:

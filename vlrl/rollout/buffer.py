@@ -18,6 +18,9 @@ class Segment:
     start: int  # token offset in the response
     end: int
     iteration: int  # the iteration (policy) that generated these tokens
+    # the sampler's log-prob of each token (at the rollout temperature); not checkpointed, only compared
+    # with the loss's log-probs in the iteration that wrote them
+    logprobs: list[float] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -36,9 +39,9 @@ class Trajectory:
     finish: str | None = None
     started: int = 0
 
-    def add_segment(self, tokens: list[int], iteration: int) -> None:
+    def add_segment(self, tokens: list[int], iteration: int, logprobs: list[float] | None = None) -> None:
         if tokens:
-            self.segments.append(Segment(len(self.tokens), len(self.tokens) + len(tokens), iteration))
+            self.segments.append(Segment(len(self.tokens), len(self.tokens) + len(tokens), iteration, logprobs))
             self.tokens = self.tokens + list(tokens)
 
     def loss_mask(self, iteration: int, mask_old_segments: bool) -> list[bool]:

@@ -35,12 +35,13 @@ class RolloutConfig:
 
 
 def _generate(model, processor, samples: Sequence[Sample], prefixes: Sequence[list[int]], counts: Sequence[int],
-              caps: Sequence[int], cfg: RolloutConfig, generator) -> tuple[list[list[int]], list[str], list[int]]:
-    """Rows of new tokens, finish reasons and the prompt each row belongs to; prompt i gets ``counts[i]``
-    samples of at most ``caps[i]`` tokens, all prompts of a batch in one generation loop."""
+              caps: Sequence[int], cfg: RolloutConfig,
+              generator) -> tuple[list[list[int]], list[list[float]], list[str], list[int]]:
+    """Rows of new tokens, their sampled log-probs, finish reasons and the prompt each row belongs to;
+    prompt i gets ``counts[i]`` samples of at most ``caps[i]`` tokens, all prompts of a batch in one loop."""
     params = SamplingParams(max_new_tokens=max(caps), temperature=cfg.temperature, top_p=cfg.top_p,
                             repeat_max_period=cfg.repeat_max_period, repeat_times=cfg.repeat_times)
-    tokens, reasons, owner = [], [], []
+    tokens, logprobs, reasons, owner = [], [], [], []
     for i in range(0, len(samples), cfg.batch_size):
         sl = slice(i, i + cfg.batch_size)
         enc = [processor.encode(s, p or None, add_eos=False) for s, p in zip(samples[sl], prefixes[sl])]
@@ -48,14 +49,15 @@ def _generate(model, processor, samples: Sequence[Sample], prefixes: Sequence[li
         out = generate(model, batch, params, processor.eos_token_id, generator,
                        samples_per_prompt=list(counts[sl]), max_new_per_prompt=list(caps[sl]))
         tokens += out.tokens
+        logprobs += out.logprobs
         reasons += out.finish_reasons
         owner += [i + p for p in out.prompt_index]
-    return tokens, reasons, owner
+    return tokens, logprobs, reasons, owner
 
 
-def _settle(traj: Trajectory, new: list[int], reason: str, cfg: RolloutConfig, iteration: int,
+def _settle(traj: Trajectory, new: list[int], logprobs: list[float], reason: str, cfg: RolloutConfig, iteration: int,
             buffer: ReplayBuffer, done: list[Trajectory]) -> None:
-    traj.add_segment(new, iteration)
+    traj.add_segment(new, iteration, logprobs)
     if reason in ("stop", "repeat"):
         traj.finish = reason
     elif len(traj.tokens) >= cfg.max_response_tokens:
@@ -84,12 +86,12 @@ def rollout(model: VisionLanguageModel, processor: MultimodalProcessor, prompts:
     caps += [min(budget, cfg.max_response_tokens)] * len(prompts)
     if not samples:
         return done
-    toks, reasons, owner = _generate(model, processor, samples, prefixes, counts, caps, cfg, generator)
-    for new, why, p in zip(toks, reasons, owner):
+    toks, lps, reasons, owner = _generate(model, processor, samples, prefixes, counts, caps, cfg, generator)
+    for new, lp, why, p in zip(toks, lps, reasons, owner):
         if p < len(waiting):
             t = waiting[p]
-            new = new[: cfg.max_response_tokens - len(t.tokens)]
+            new, lp = new[: cfg.max_response_tokens - len(t.tokens)], lp[: cfg.max_response_tokens - len(t.tokens)]
         else:
             t = Trajectory(prompts[p - len(waiting)], started=iteration)
-        _settle(t, new, why, cfg, iteration, buffer, done)
+        _settle(t, new, lp, why, cfg, iteration, buffer, done)
     return done

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
+
 from processors.collate import Batch, collate_scoring
 from processors.processor import MultimodalProcessor
 from vlrl.rollout.buffer import Trajectory
@@ -20,3 +22,16 @@ def scoring_batch(processor: MultimodalProcessor, trajs: Sequence[Trajectory], i
             if not keep:
                 batch.response_mask[i, e.prompt_len + j] = False
     return batch
+
+
+def sampled_logprobs(trajs: Sequence[Trajectory], batch: Batch, iteration: int) -> torch.Tensor:
+    """(B, T-1) the log-probs the sampler recorded for the tokens written in ``iteration``, at the positions
+    where ``response_logprobs`` scores them (response token j of row i predicts position prompt_len + j,
+    scored at index prompt_len + j - 1); NaN elsewhere (prompt, padding, older segments)."""
+    out = torch.full((len(trajs), batch.input_ids.shape[1] - 1), float("nan"))
+    for i, t in enumerate(trajs):
+        base = batch.prompt_lens[i] - 1
+        for seg in t.segments:
+            if seg.iteration == iteration and seg.logprobs is not None:
+                out[i, base + seg.start : base + seg.end] = torch.tensor(seg.logprobs, dtype=torch.float32)
+    return out

@@ -34,7 +34,7 @@ from vlrl.rewards import REWARDS
 from vlrl.rewards.combine import score_trajectories
 from vlrl.rewards.length import length_penalty_weight
 from vlrl.rollout import ReplayBuffer, RolloutConfig, rollout
-from vlrl.rollout.scoring import scoring_batch
+from vlrl.rollout.scoring import sampled_logprobs, scoring_batch
 from vlrl.stages.evaluate import RewardConfig
 from vlrl.stages.warmup import final_eval
 from vlrl.trainer import MODULES, load_data, set_trainable
@@ -44,7 +44,7 @@ from vlrl.training import MetricsLog, build_optimizer, rng_state, seed_everythin
 
 CURVES = ("reward", "accuracy", "accuracy_fresh", "eval/overall", "eval/image", "eval/text", "eval/text_rendered",
           "eval_sampled/overall", "eval_sampled/image", "eval_sampled/text", "length_mean",
-          "entropy", "log_ratio_abs_max", "grad_norm", "zero_variance_groups", "buffer")
+          "entropy", "log_ratio_abs_max", "sampling_logprob_diff_max", "grad_norm", "zero_variance_groups", "buffer")
 
 
 @dataclass
@@ -105,13 +105,14 @@ class RLConfig:
     output_dir: str = "runs/tiny/rl"
 
 
-def train_on(model, batch, scored, cfg: RLConfig, opt) -> dict:
+def train_on(model, batch, scored, cfg: RLConfig, opt, sampled=None) -> dict:
     """The iteration's update (``vlrl.algos.update.policy_update``) with this config's loss and sizes;
-    ``batch`` and ``scored`` are None on a process with no trajectories to train on this iteration."""
+    ``batch``, ``scored`` and ``sampled`` (the sampler's log-probs) are None on a process with no
+    trajectories to train on this iteration."""
     rewards, group = (scored.rewards, scored.group) if scored is not None else (None, None)
     return policy_update(model, batch, rewards, group, LOSSES.get(cfg.loss.name),
                          cfg.loss.kwargs.get(cfg.loss.name, {}), opt, cfg.steps_per_iteration, cfg.minibatch_size,
-                         cfg.micro_batch_size, cfg.optim.grad_clip, cfg.rollout.temperature)
+                         cfg.micro_batch_size, cfg.optim.grad_clip, cfg.rollout.temperature, sampled)
 
 
 def keep_informative(trajs, scored):
@@ -242,7 +243,8 @@ def run_iteration(model, processor, samples, state: RLState, cfg: RLConfig, rewa
             opt = build_optimizer(list(model.parameters()), cfg.optim)
         model.train()
         batch = scoring_batch(processor, train_trajs, it, cfg.mask_old_segments).to(model.device) if train_trajs else None
-        stats = train_on(model, batch, train_scored if train_trajs else None, cfg, opt)
+        sampled = sampled_logprobs(train_trajs, batch, it) if train_trajs else None
+        stats = train_on(model, batch, train_scored if train_trajs else None, cfg, opt, sampled)
     times["train"] = time.time() - t
     records = [(x.sample.modality, float(scored.rewards[i]), bool(scored.correct[i]), len(x.tokens),
                 x.started == it and x.sample.id in first) for i, x in enumerate(trajs)]

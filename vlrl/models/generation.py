@@ -181,7 +181,8 @@ def _ended(tok: torch.Tensor, rows: torch.Tensor, step: int, stop: torch.Tensor,
 def _choose(logits: torch.Tensor, params: SamplingParams, generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(A, V) logits -> (A,) next tokens and their (A,) log-probs under softmax(logits / temperature)
     (temperature 1 for greedy); at temperature 1 without top-p one log_softmax serves both."""
-    logp = F.log_softmax(logits.float() / (params.temperature if params.temperature > 0 else 1.0), dim=-1)
+    scale = params.temperature if params.temperature > 0 else 1.0  # greedy: the untempered policy
+    logp = F.log_softmax(logits.float() if scale == 1.0 else logits.float() / scale, dim=-1)
     if params.temperature == 1.0 and params.top_p >= 1.0:
         tok = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
     else:

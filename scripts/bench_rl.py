@@ -164,6 +164,9 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--repeat-max-period", type=int, default=RolloutConfig.repeat_max_period,
+                    help="repeat detection as in RL (0 disables it; default: the RL default)")
+    ap.add_argument("--repeat-times", type=int, default=RolloutConfig.repeat_times)
     ap.add_argument("--lt-a", type=float, default=1.0, help="long tail: EOS hazard a / (n + b) at response token n")
     ap.add_argument("--lt-b", type=float, default=8.0)
     ap.add_argument("--lt-max-tokens", type=int, default=384, help="long tail: response cap")
@@ -177,7 +180,8 @@ def main() -> None:
     timer = ForwardTimer(model.llm, model.encoder, model.projector)  # every forward of the model
     global GEN_TIMER
     GEN_TIMER = GenerateTimer()
-    cfg = RolloutConfig(k=a.k, max_response_tokens=a.max_tokens, repeat_max_period=0)
+    cfg = RolloutConfig(k=a.k, max_response_tokens=a.max_tokens, repeat_max_period=a.repeat_max_period,
+                        repeat_times=a.repeat_times)
     reward_fn = REWARDS.build("math", symbolic=False)
     prompts = synth("shapes", a.prompts * (a.steps + 1), seed=3)
     gen = torch.Generator().manual_seed(0)
@@ -188,7 +192,7 @@ def main() -> None:
     roll = sum(r["rollout"] for r in steps)
     print(json.dumps({
         "benchmark": "rl_step", "parameters": model.num_parameters(), "k": a.k, "prompts_per_step": a.prompts,
-        "max_response_tokens": a.max_tokens, "threads": a.threads,
+        "max_response_tokens": a.max_tokens, "threads": a.threads, "repeat_max_period": a.repeat_max_period,
         "median_step_seconds": round(med, 4),
         "completions_per_s": round(sum(r["completions"] for r in steps) / sum(r["total"] for r in steps), 2),
         "generated_tokens_per_s": round(sum(r["tokens"] for r in steps) / sum(r["total"] for r in steps), 1),

@@ -4,7 +4,7 @@ import torch
 from processors import collate_generation
 from vlrl.data.synth import generate as synth
 from vlrl.models import SamplingParams, generate
-from vlrl.models.generation import is_looping
+from vlrl.models.generation import draw, is_looping
 from vlrl.rollout import ReplayBuffer, RolloutConfig, rollout
 from vlrl.rollout.scoring import sampled_logprobs, scoring_batch
 
@@ -14,6 +14,16 @@ def test_loop_detection_by_hand():
     assert is_looping([9, 1, 2, 1, 2, 1, 2, 1, 2], max_period=2, times=4)
     assert not is_looping([1, 2, 1, 2, 1, 2, 1, 3], max_period=2, times=4)
     assert not is_looping([1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3], max_period=2, times=4)  # period 3 > 2
+
+
+def test_draw_samples_tokens_with_their_probabilities():
+    """Inverse-CDF sampling: 200,000 draws from [0.1, 0, 0.6, 0.3] land within 0.005 of each probability
+    (3.5 standard errors at most), never on the zero-probability token, and a seed repeats the draws."""
+    probs = torch.tensor([[0.1, 0.0, 0.6, 0.3]]).repeat(200_000, 1)
+    toks = draw(probs, torch.Generator().manual_seed(0))
+    freq = torch.bincount(toks, minlength=4).float() / len(toks)
+    assert freq[1] == 0 and torch.allclose(freq, probs[0], atol=0.005)
+    assert torch.equal(draw(probs[:50], torch.Generator().manual_seed(3)), draw(probs[:50], torch.Generator().manual_seed(3)))
 
 
 class forced_token:

@@ -73,11 +73,9 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch
     """(B, V) probabilities -> (B,) one token per row by inverse-CDF sampling: one uniform number per row
     and a search in the row's cumulative sum. The same distribution as ``torch.multinomial`` (a token of
     probability 0 is never drawn), about 3x faster on CPU, which draws V random numbers per row."""
-    cdf = probs.cumsum(-1)  # (B, V), non-decreasing; a zero-probability token repeats its left neighbour
-    # u in (0, total]: the first index with cdf >= u is never a zero-probability token, and never past the
-    # end even when rounding brings u to the total
-    u = (1.0 - torch.rand(probs.shape[0], 1, generator=generator, device=probs.device)) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u).squeeze(-1)
+    cdf = probs.cumsum(-1)  # (B, V)
+    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp_max(probs.shape[-1] - 1).squeeze(-1)
 
 
 def sample_next(logits: torch.Tensor, temperature: float, top_p: float,

@@ -26,7 +26,7 @@ import time
 import torch
 
 from vlrl.algos import LOSSES
-from vlrl.algos.update import policy_update
+from vlrl.algos.update import UpdateConfig, policy_update
 from vlrl.config import load_config
 from vlrl.data.synth import generate as synth
 from vlrl.models import build_vlm, load_pretrained
@@ -141,8 +141,8 @@ def long_tail(model, proc, a, reward_fn) -> dict:
                                         [len(t.tokens) for t in trajs], [t.finish for t in trajs], reward_fn)
             batch = scoring_batch(proc, trajs, it, False)
             opt = build_optimizer(list(model.parameters()), OptimConfig(lr=0.0))  # lr 0: same policy both runs
-            policy_update(model, batch, scored.rewards, scored.group, LOSSES.get("kimi"), {"tau": 0.1}, opt, 1,
-                          len(trajs), 16, 1.0)
+            policy_update(model, batch, scored.rewards, scored.group, LOSSES.get("kimi"), {"tau": 0.1}, opt,
+                          UpdateConfig(passes=1, minibatch_size=len(trajs)))
             useful += int(batch.response_mask.sum())
             lengths += [len(t.tokens) for t in trajs]
         wall = time.perf_counter() - t0

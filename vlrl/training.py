@@ -11,6 +11,7 @@ import math
 import random
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -166,6 +167,37 @@ def build_scheduler(opt: torch.optim.Optimizer, total_steps: int, cfg: OptimConf
     if cfg.schedule not in ("cosine", "linear", "constant"):
         raise ValueError(f"optim.schedule '{cfg.schedule}' is not one of cosine, linear, constant")
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total_steps, cfg))
+
+
+class OptimizerSchedule:
+    """LR of an optimizer that may be rebuilt during a run (RL resets Adam every iteration):
+    ``base lr x warm-up x decay``. The warm-up ramps over the first ``cfg.warmup_steps`` steps of *this*
+    optimizer (a fresh Adam's first steps are sign-like, every weight moving by the full lr); the decay
+    (``cfg.schedule``, after ``lr_factor``) runs over the whole run's ``total`` optimizer steps, of which
+    ``done`` were taken before this call, ``local`` of them by ``opt`` itself (a resumed optimizer)."""
+
+    def __init__(self, opt: torch.optim.Optimizer, cfg: OptimConfig, total: int, done: int = 0,
+                 local: int = 0) -> None:
+        if cfg.schedule not in ("cosine", "linear", "constant"):
+            raise ValueError(f"optim.schedule '{cfg.schedule}' is not one of cosine, linear, constant")
+        self.opt, self.cfg, self.total, self.done, self.local = opt, cfg, max(1, total), done, local
+        for g in opt.param_groups:  # a loaded optimizer's lr is already scheduled: keep the base apart
+            g.setdefault("initial_lr", g["lr"])
+        self._apply()
+
+    def factor(self) -> float:
+        warm = min(1.0, (self.local + 1) / self.cfg.warmup_steps) if self.cfg.warmup_steps > 0 else 1.0
+        decay = lr_factor(min(self.done, self.total), self.total, replace(self.cfg, warmup_steps=0))
+        return warm * decay
+
+    def step(self) -> None:
+        self.done, self.local = self.done + 1, self.local + 1
+        self._apply()
+
+    def _apply(self) -> None:
+        f = self.factor()
+        for group in self.opt.param_groups:
+            group["lr"] = group["initial_lr"] * f
 
 
 def rng_state() -> dict[str, Any]:

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import tiny_model_config  # noqa: E402
 
 from vlrl.algos import LOSSES  # noqa: E402
-from vlrl.algos.update import policy_update  # noqa: E402
+from vlrl.algos.update import UpdateConfig, policy_update  # noqa: E402
 from vlrl.data.synth import generate  # noqa: E402
 from vlrl.distributed import init_from_launcher, shutdown, world  # noqa: E402
 from vlrl.models import build_vlm  # noqa: E402
@@ -42,8 +42,8 @@ def main(out: str) -> None:
     batch = scoring_batch(proc, [trajs[i] for i in mine], 0, True)
     opt = build_optimizer(list(model.parameters()), OptimConfig(lr=1e-2, weight_decay=0.0))
     stats = policy_update(model, batch, torch.tensor([rewards[i] for i in mine]), torch.tensor([i // k for i in mine]),
-                          LOSSES.get("kimi"), {"tau": 0.1}, opt, steps=3, minibatch_size=12, micro_batch_size=2,
-                          grad_clip=1.0)
+                          LOSSES.get("kimi"), {"tau": 0.1}, opt,
+                          UpdateConfig(passes=3, minibatch_size=12, micro_batch_size=2, grad_clip=1.0))
     if rank == 0:
         torch.save({"world": n, "init": init, "params": {k_: v.detach().clone() for k_, v in model.state_dict().items()},
                     "loss": stats["loss"], "entropy": stats["entropy"]}, out)

@@ -123,7 +123,7 @@ def test_an_update_moves_probability_toward_the_rewarded_responses(tiny, loss):
     import copy
 
     from vlrl.algos import LOSSES
-    from vlrl.algos.update import policy_update
+    from vlrl.algos.update import UpdateConfig, policy_update
     from vlrl.config import OptimConfig
     from vlrl.data.synth import generate
     from vlrl.rollout.buffer import Trajectory
@@ -152,8 +152,8 @@ def test_an_update_moves_probability_toward_the_rewarded_responses(tiny, loss):
         before = seq_logp(model)
         rewards = torch.tensor([reward_good if g else 1.0 - reward_good for g in good])
         opt = build_optimizer(list(model.parameters()), OptimConfig(lr=1e-3, weight_decay=0.0))
-        policy_update(model, batch, rewards, torch.tensor(group), LOSSES.get(loss), {}, opt, steps=2,
-                      minibatch_size=len(trajs), micro_batch_size=8, grad_clip=1.0)
+        policy_update(model, batch, rewards, torch.tensor(group), LOSSES.get(loss), {}, opt,
+                      UpdateConfig(passes=2, minibatch_size=len(trajs), micro_batch_size=8, grad_clip=1.0))
         delta = seq_logp(model) - before  # (B,)
         g = torch.tensor(group)
         return torch.stack([delta[(g == p) & torch.tensor(good)].mean() - delta[(g == p) & ~torch.tensor(good)].mean()
@@ -177,3 +177,40 @@ def test_eval_samples_adds_sampled_pass_at_1_next_to_greedy(sft_tiny, tmp_path):
     correct = [c for x in records for c in x["correct"]]
     assert abs(r["eval_sampled/overall"] - sum(correct) / len(correct)) < 1e-9
     assert "eval/overall" in r and "eval_sampled/image" in r and "eval_sampled/text" in r
+
+
+def test_target_kl_stops_the_iteration_once_the_policy_moved_that_far(tiny):
+    """The trust region: at a large lr, with target_kl tiny, the update takes its first step (the KL to
+    pi_theta_i is exactly 0 before it) and stops at the next minibatch; without it, every step is taken.
+    The KL it reports is >= the target when it stopped."""
+    import copy
+
+    from vlrl.algos import LOSSES
+    from vlrl.algos.update import UpdateConfig, policy_update
+    from vlrl.config import OptimConfig
+    from vlrl.data.synth import generate
+    from vlrl.rollout.buffer import Trajectory
+    from vlrl.rollout.scoring import scoring_batch
+    from vlrl.training import build_optimizer
+
+    base, proc = tiny
+    samples = generate("shapes", 2, seed=7) + generate("arithmetic", 2, seed=7)
+    trajs, group, rewards = [], [], []
+    for p, s in enumerate(samples):
+        for j, text in enumerate([f"Answer: {s.answer}", f"So it is {int(s.answer) + 3}."]):
+            trajs.append(Trajectory(s, finish="stop"))
+            trajs[-1].add_segment(proc.tokenize(text) + [proc.eos_token_id], 0)
+            group.append(p)
+            rewards.append(1.0 - j)
+    batch = scoring_batch(proc, trajs, 0, True)
+
+    def run(target_kl: float) -> dict:
+        model = copy.deepcopy(base)
+        opt = build_optimizer(list(model.parameters()), OptimConfig(lr=1e-2, weight_decay=0.0))
+        cfg = UpdateConfig(passes=2, minibatch_size=4, micro_batch_size=4, target_kl=target_kl)
+        return policy_update(model, batch, torch.tensor(rewards), torch.tensor(group), LOSSES.get("grpo"), {},
+                             opt, cfg)
+
+    free, bounded = run(0.0), run(1e-6)
+    assert free["optimizer_steps"] == 4 and free["kl_stopped"] == 0  # 2 passes x 2 minibatches of 2 groups
+    assert bounded["optimizer_steps"] == 1 and bounded["kl_stopped"] == 1 and bounded["approx_kl"] > 1e-6

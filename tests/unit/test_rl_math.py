@@ -231,3 +231,39 @@ def test_sampling_mismatch_by_hand():
     m = sampling_mismatch(ref, sampled)
     assert m["sampling_logprob_diff_mean"] == pytest.approx(0.2) and m["sampling_logprob_diff_max"] == pytest.approx(0.4)
     assert sampling_mismatch(None, None) == {}  # nothing sampled this iteration: no metric, no division by 0
+
+
+def test_kl_k3_by_hand():
+    # d = log pi - log pi_ref per token: [log 2, -log 2, 0 (masked out), 0]
+    # exp(d) - 1 - d: [2 - 1 - 0.693147, 0.5 - 1 + 0.693147, -, 0] = [0.306853, 0.193147, -, 0] -> sum 0.5
+    from vlrl.algos.base import kl_k3
+
+    ref = torch.zeros(1, 4)
+    logp = torch.tensor([[math.log(2), -math.log(2), 5.0, 0.0]])
+    mask = torch.tensor([[True, True, False, True]])
+    assert kl_k3(logp, ref, mask).item() == pytest.approx(0.5, abs=1e-6)
+    assert kl_k3(ref, ref, mask).item() == 0.0  # nothing moved: exactly 0
+
+
+def test_optimizer_schedule_warms_up_each_new_optimizer_and_decays_over_the_run():
+    from vlrl.config import OptimConfig
+    from vlrl.training import OptimizerSchedule, build_optimizer
+
+    w = torch.nn.Parameter(torch.zeros(2, 2))
+    cfg = OptimConfig(lr=1.0, warmup_steps=4, schedule="linear", min_lr_ratio=0.0)
+    opt = build_optimizer([w], cfg)
+    sched = OptimizerSchedule(opt, cfg, total=10)
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(5):
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    # warm (local + 1) / 4 times linear decay 1 - done / 10: step 0: 1/4 * 1; 1: 2/4 * 0.9; 2: 3/4 * 0.8;
+    # 3: 1 * 0.7; 4: 0.6; 5: 0.5
+    assert lrs == pytest.approx([0.25, 0.45, 0.6, 0.7, 0.6, 0.5])
+    # a fresh optimizer after 5 steps (RL's per-iteration reset) warms up again; the decay goes on
+    opt2 = build_optimizer([w], cfg)
+    assert OptimizerSchedule(opt2, cfg, total=10, done=5).factor() == pytest.approx(0.25 * 0.5)
+    # a resumed optimizer (its lr already scheduled) keeps its base lr and its warm-up position
+    opt.load_state_dict(opt.state_dict())
+    assert OptimizerSchedule(opt, cfg, total=10, done=5, local=5).factor() == pytest.approx(0.5)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5)

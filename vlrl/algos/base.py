@@ -40,4 +40,12 @@ def sequence_logp(token_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (token_logp * mask.to(token_logp.dtype)).sum(-1)
 
 
+def kl_k3(token_logp: torch.Tensor, ref_token_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Summed k3 estimate of KL(pi_ref || pi) over the masked tokens (Schulman's ``exp(d) - 1 - d``,
+    d = log pi - log pi_ref per token): >= 0 per token, and unbiased for tokens sampled from pi_ref.
+    (B, T) x 3 -> scalar (no gradient)."""
+    d = (token_logp.detach() - ref_token_logp.detach())[mask]
+    return (torch.exp(d) - 1 - d).sum()
+
+
 LOSSES: Registry[LossFn] = Registry("loss", "vlrl.losses")

@@ -12,10 +12,12 @@ minibatch.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
+from vlrl.algos.base import kl_k3
 from vlrl.distributed import all_sum, gather_objects, sum_gradients
 
 
@@ -74,41 +76,87 @@ def sampling_mismatch(ref: torch.Tensor | None, sampled: torch.Tensor | None) ->
     return {"sampling_logprob_diff_mean": total / count, "sampling_logprob_diff_max": peak} if count else {}
 
 
-def policy_update(model, batch, rewards: torch.Tensor, group: torch.Tensor, loss_fn: Callable, hyper: dict[str, Any],
-                  opt, steps: int, minibatch_size: int, micro_batch_size: int, grad_clip: float,
-                  temperature: float = 1.0, sampled: torch.Tensor | None = None) -> dict:
-    """``steps`` passes of optimizer steps over this process's ``batch`` (B responses; B may differ per
+@dataclass
+class UpdateConfig:
+    """The sizes and limits of one iteration's update (the RL stage builds it from its config).
+
+    Attributes:
+        passes: passes over the iteration's responses (each pass = every minibatch once).
+        minibatch_size: responses per optimizer step (global, over every process).
+        micro_batch_size: responses per forward/backward; gradients accumulate to the minibatch.
+        grad_clip: max global gradient norm.
+        temperature: the rollout temperature; log-probs are taken under softmax(logits / temperature).
+        target_kl: stop the iteration's remaining optimizer steps once the mean per-token
+            log pi_theta_i - log pi_theta on the minibatch just scored exceeds this (0 = never): a trust
+            region on how far one rollout batch may move the policy, whatever the learning rate.
+    """
+
+    passes: int = 2
+    minibatch_size: int = 64
+    micro_batch_size: int = 16
+    grad_clip: float = 1.0
+    temperature: float = 1.0
+    target_kl: float = 0.0
+
+
+def policy_update(model, batch, rewards: torch.Tensor | None, group: torch.Tensor | None, loss_fn: Callable,
+                  hyper: dict[str, Any], opt, cfg: UpdateConfig, sampled: torch.Tensor | None = None,
+                  scheduler=None) -> dict:
+    """``cfg.passes`` passes of optimizer steps over this process's ``batch`` (B responses; B may differ per
     process, and be 0: ``batch`` None). Returns the last step's loss metrics, loss, grad norm and mean
-    token entropy, and with ``sampled`` (the sampler's log-probs, see ``sampling_mismatch``) how far the
-    loss's starting log-probs are from them. Log-probs are taken at the sampling ``temperature``.
-    Collective under several processes."""
+    token entropy, the optimizer steps taken, the approximate KL of the last minibatch scored, and with
+    ``sampled`` (the sampler's log-probs, see ``sampling_mismatch``) how far the loss's starting log-probs
+    are from them. ``scheduler`` (optional) steps after every optimizer step. Collective under several
+    processes.
+    """
     B = len(batch) if batch is not None else 0
-    n_mb = max(1, math.ceil(all_sum([float(B)])[0] / minibatch_size))
-    micro = max(1, min(micro_batch_size, minibatch_size))
-    ref = _reference(model, batch, micro, temperature) if B else None
+    n_mb = max(1, math.ceil(all_sum([float(B)])[0] / cfg.minibatch_size))
+    micro = max(1, min(cfg.micro_batch_size, cfg.minibatch_size))
+    ref = _reference(model, batch, micro, cfg.temperature) if B else None
     stats: dict = sampling_mismatch(ref, sampled)
-    mask = batch.response_mask[:, 1:] if B else None
     parts = group_parts(group.tolist() if B else [], n_mb)
     lengths = batch.attention_mask.sum(-1).tolist() if B else []  # groups of similar length share micro-batches
     totals = all_sum([float(sum(len(g) for g in part)) for part in parts])  # rows per global minibatch
-    for _ in range(steps):
+    taken = 0
+    for _ in range(cfg.passes):
         for part, total in zip(parts, totals):
             opt.zero_grad(set_to_none=True)
-            metrics, sums = {}, [0.0, 0.0, 0.0]  # weighted loss, entropy sum, response tokens
-            for idx in micro_batches(sorted(part, key=lambda g: max(lengths[i] for i in g)), micro):
-                logp, ent = model.response_logprobs(batch.rows(idx), with_entropy=True, temperature=temperature)
-                t, w = torch.tensor(idx, device=mask.device), logp.shape[1]
-                m = mask[t, :w]
-                out = loss_fn(logp, ref[t, :w], m, rewards[t], group[t], **hyper)
-                share = len(idx) / max(1.0, total)
-                (out.loss * share).backward()
-                sums[0] += out.loss.item() * share
-                sums[1] += float((ent.detach() * m).sum())
-                sums[2] += float(m.sum())
-                metrics = out.metrics
+            chunks = micro_batches(sorted(part, key=lambda g: max(lengths[i] for i in g)), micro)
+            metrics, sums = _accumulate(model, batch, ref, rewards, group, chunks, total, loss_fn, hyper, cfg)
+            loss, ent_sum, n_tok, kl_sum = all_sum(sums)
+            kl = kl_sum / max(1.0, n_tok)
+            stats.update({**metrics, "loss": loss, "entropy": ent_sum / max(1.0, n_tok), "approx_kl": kl})
+            if cfg.target_kl > 0 and kl > cfg.target_kl:  # the same decision on every process
+                stats.update(optimizer_steps=taken, kl_stopped=1)
+                return stats
             sum_gradients(model.parameters())
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
             opt.step()
-            loss, ent_sum, n_tok = all_sum(sums)
-            stats.update({**metrics, "loss": loss, "grad_norm": float(grad_norm), "entropy": ent_sum / max(1.0, n_tok)})
+            if scheduler is not None:
+                scheduler.step()
+            taken += 1
+    stats.update(optimizer_steps=taken, kl_stopped=0)
     return stats
+
+
+def _accumulate(model, batch, ref, rewards, group, chunks: list[list[int]], total: float, loss_fn: Callable,
+                hyper: dict, cfg: UpdateConfig) -> tuple[dict, list[float]]:
+    """Backward of one minibatch's micro-batches (``chunks`` of row indices), each loss weighted by its
+    share of the ``total`` rows of the global minibatch. Returns the last loss metrics and this process's
+    sums: weighted loss, entropy, response tokens, and KL(pi_theta_i || pi_theta) summed over tokens
+    (``kl_k3``: the tokens were sampled from pi_theta_i)."""
+    mask = batch.response_mask[:, 1:]
+    metrics, sums = {}, [0.0, 0.0, 0.0, 0.0]
+    for idx in chunks:
+        logp, ent = model.response_logprobs(batch.rows(idx), with_entropy=True, temperature=cfg.temperature)
+        t, w = torch.tensor(idx, device=mask.device), logp.shape[1]
+        m = mask[t, :w]
+        out = loss_fn(logp, ref[t, :w], m, rewards[t], group[t], **hyper)
+        share = len(idx) / max(1.0, total)
+        (out.loss * share).backward()
+        sums[0] += out.loss.item() * share
+        sums[1] += float((ent.detach() * m).sum())
+        sums[2] += float(m.sum())
+        sums[3] += float(kl_k3(logp, ref[t, :w], m))
+        metrics = out.metrics
+    return metrics, sums

@@ -168,7 +168,7 @@ def run_shortest_rs(cfg: Long2ShortConfig, base: str, samples_cache: Path, out: 
 
 def run_dpo(cfg: Long2ShortConfig, samples_cache: Path, out: Path) -> None:
     from vlrl.algos import LOSSES
-    from vlrl.algos.update import policy_update
+    from vlrl.algos.update import UpdateConfig, policy_update
     from vlrl.data.long2short import dpo_pairs
     from vlrl.models import load_pretrained, save_pretrained
     from vlrl.rollout.buffer import Trajectory
@@ -196,8 +196,9 @@ def run_dpo(cfg: Long2ShortConfig, samples_cache: Path, out: Path) -> None:
     opt = build_optimizer(list(model.parameters()), cfg.dpo.optim)
     model.train()
     stats = policy_update(model, batch, torch.tensor(rewards), torch.tensor(group), LOSSES.get("dpo"),
-                          {"beta": cfg.dpo.beta}, opt, cfg.dpo.epochs, cfg.dpo.minibatch_size,
-                          cfg.dpo.micro_batch_size, cfg.dpo.optim.grad_clip)
+                          {"beta": cfg.dpo.beta}, opt,
+                          UpdateConfig(passes=cfg.dpo.epochs, minibatch_size=cfg.dpo.minibatch_size,
+                                       micro_batch_size=cfg.dpo.micro_batch_size, grad_clip=cfg.dpo.optim.grad_clip))
     print("[dpo] last step: " + ", ".join(f"{k} {v:.3f}" for k, v in stats.items()))
     if rank == 0:
         save_pretrained(model, processor, out)

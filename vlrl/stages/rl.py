@@ -15,6 +15,7 @@ time split; held-out evaluation every ``eval_every`` iterations; checkpoints res
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from vlrl.algos import LOSSES
-from vlrl.algos.update import policy_update
+from vlrl.algos.update import UpdateConfig, policy_update
 from vlrl.algos.sampling import CurriculumStage, SuccessTracker, sample_prompts
 from vlrl.checkpoint import latest_checkpoint, load_checkpoint_state, save_checkpoint
 from vlrl.config import OptimConfig, save_config
@@ -39,12 +40,14 @@ from vlrl.stages.evaluate import RewardConfig
 from vlrl.stages.warmup import final_eval
 from vlrl.trainer import MODULES, load_data, set_trainable
 from vlrl.distributed import all_sum, barrier, gather_objects, init_from_launcher, world
-from vlrl.training import MetricsLog, build_optimizer, rng_state, seed_everything, set_rng_state
+from vlrl.training import (MetricsLog, OptimizerSchedule, build_optimizer, rng_state, seed_everything,
+                           set_rng_state)
 
 
 CURVES = ("reward", "accuracy", "accuracy_fresh", "eval/overall", "eval/image", "eval/text", "eval/text_rendered",
           "eval_sampled/overall", "eval_sampled/image", "eval_sampled/text", "length_mean",
-          "entropy", "log_ratio_abs_max", "sampling_logprob_diff_max", "grad_norm", "zero_variance_groups", "buffer")
+          "entropy", "approx_kl", "optimizer_steps", "lr", "log_ratio_abs_max", "sampling_logprob_diff_max",
+          "grad_norm", "zero_variance_groups", "buffer")
 
 
 @dataclass
@@ -95,7 +98,11 @@ class RLConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, schedule="constant"))
     train: List[str] = field(default_factory=lambda: list(MODULES))  # modules RL updates; the rest stay frozen
-    steps_per_iteration: int = 2
+    steps_per_iteration: int = 2  # passes over the iteration's responses
+    # trust region: stop an iteration's optimizer steps once the policy's mean per-token KL to pi_theta_i on
+    # the minibatch just scored passes this (0 = off); Adam's per-weight steps move the policy much further
+    # in KL along the RL gradient than along an SFT one, so the safe step size is set in KL, not in lr
+    target_kl: float = 0.0
     minibatch_size: int = 64  # responses per optimizer step
     micro_batch_size: int = 16  # responses per forward/backward (memory); gradients accumulate to the minibatch
     reset_optimizer: bool = True
@@ -105,14 +112,20 @@ class RLConfig:
     output_dir: str = "runs/tiny/rl"
 
 
-def train_on(model, batch, scored, cfg: RLConfig, opt, sampled=None) -> dict:
+def update_config(cfg: RLConfig) -> UpdateConfig:
+    """The update's settings, gathered from the stage config."""
+    return UpdateConfig(passes=cfg.steps_per_iteration, minibatch_size=cfg.minibatch_size,
+                        micro_batch_size=cfg.micro_batch_size, grad_clip=cfg.optim.grad_clip,
+                        temperature=cfg.rollout.temperature, target_kl=cfg.target_kl)
+
+
+def train_on(model, batch, scored, cfg: RLConfig, opt, sampled=None, scheduler=None) -> dict:
     """The iteration's update (``vlrl.algos.update.policy_update``) with this config's loss and sizes;
     ``batch``, ``scored`` and ``sampled`` (the sampler's log-probs) are None on a process with no
     trajectories to train on this iteration."""
     rewards, group = (scored.rewards, scored.group) if scored is not None else (None, None)
     return policy_update(model, batch, rewards, group, LOSSES.get(cfg.loss.name),
-                         cfg.loss.kwargs.get(cfg.loss.name, {}), opt, cfg.steps_per_iteration, cfg.minibatch_size,
-                         cfg.micro_batch_size, cfg.optim.grad_clip, cfg.rollout.temperature, sampled)
+                         cfg.loss.kwargs.get(cfg.loss.name, {}), opt, update_config(cfg), sampled, scheduler)
 
 
 def keep_informative(trajs, scored):
@@ -160,12 +173,23 @@ class RLState:
 
     def __init__(self, cfg: RLConfig, samples: list) -> None:
         self.iteration = 0
+        self.optimizer_steps = 0  # over the run (the LR schedule's position)
+        self.opt: torch.optim.Optimizer | None = None
+        self.sched: OptimizerSchedule | None = None
         self.tracker = SuccessTracker([s.id for s in samples],
                                       {s.id: s.meta["pass_rate"] for s in samples if "pass_rate" in s.meta})
         self.buffer = ReplayBuffer(cfg.rollout.max_age)
         rank, _ = world()
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.rollout_gen = torch.Generator().manual_seed(cfg.seed + 1 + 1000 * rank)
+
+    def optimizer(self, model, cfg: RLConfig) -> tuple[torch.optim.Optimizer, OptimizerSchedule]:
+        """The iteration's optimizer and LR schedule: a fresh AdamW each iteration with
+        ``reset_optimizer`` (each iteration is a new mirror-descent problem), else one for the whole run."""
+        if self.opt is None or cfg.reset_optimizer:
+            self.opt = build_optimizer(list(model.parameters()), cfg.optim)
+            self.sched = OptimizerSchedule(self.opt, cfg.optim, total_optimizer_steps(cfg), self.optimizer_steps)
+        return self.opt, self.sched
 
     def save(self, out: Path, model, processor, opt=None, keep: int = 2) -> None:
         """Collective: every process contributes its buffer and rollout generator; the main one writes
@@ -177,7 +201,8 @@ class RLState:
                        **{f"rollout_gen.{r}": g for r, g in enumerate(gens)}}
             if opt is not None:
                 tensors["optimizer"] = opt.state_dict()
-            save_checkpoint(out, model, processor, tensors, {"step": self.iteration, "buffers": buffers}, keep)
+            save_checkpoint(out, model, processor, tensors, {"step": self.iteration, "buffers": buffers,
+                                                             "optimizer_steps": self.optimizer_steps}, keep)
         barrier()
 
     def load(self, ckpt: Path, model, samples_by_id: dict) -> dict | None:
@@ -189,6 +214,7 @@ class RLState:
         state, tensors = load_checkpoint_state(ckpt)
         load_model(model, str(ckpt / "model.safetensors"), strict=True, device=str(model.device))
         self.iteration = int(state["step"])
+        self.optimizer_steps = int(state.get("optimizer_steps", 0))
         buffers = state["buffers"]
         pooled = {"max_age": buffers[0]["max_age"], "expired": sum(b["expired"] for b in buffers) if rank == 0 else 0,
                   "items": [it for b in buffers for it in b["items"]][rank::n]}
@@ -218,7 +244,13 @@ def _score(processor, trajs, it: int, cfg: RLConfig, reward_fn):
     return scored, weight
 
 
-def run_iteration(model, processor, samples, state: RLState, cfg: RLConfig, reward_fn, opt) -> tuple[dict, Any]:
+def total_optimizer_steps(cfg: RLConfig) -> int:
+    """The run's optimizer steps when every rollout finishes (the LR decay's horizon)."""
+    per_pass = math.ceil(cfg.prompts_per_iteration * cfg.rollout.k / cfg.minibatch_size)
+    return cfg.iterations * cfg.steps_per_iteration * per_pass
+
+
+def run_iteration(model, processor, samples, state: RLState, cfg: RLConfig, reward_fn) -> dict:
     """One iteration on this process's shard of the prompts (every process draws the same prompts and
     takes every world-th one). Collective under several processes."""
     it, times = state.iteration, {}
@@ -239,21 +271,22 @@ def run_iteration(model, processor, samples, state: RLState, cfg: RLConfig, rewa
     times["reward"], t = time.time() - t, time.time()
     stats = {}
     if all_sum([float(len(train_trajs))])[0] > 0:
-        if opt is None or cfg.reset_optimizer:  # each iteration is a new mirror-descent problem
-            opt = build_optimizer(list(model.parameters()), cfg.optim)
+        opt, sched = state.optimizer(model, cfg)
         model.train()
         batch = scoring_batch(processor, train_trajs, it, cfg.mask_old_segments).to(model.device) if train_trajs else None
         sampled = sampled_logprobs(train_trajs, batch, it) if train_trajs else None
-        stats = train_on(model, batch, train_scored if train_trajs else None, cfg, opt, sampled)
+        stats = train_on(model, batch, train_scored if train_trajs else None, cfg, opt, sampled, sched)
+        state.optimizer_steps = sched.done
+        stats["lr"] = opt.param_groups[0]["lr"]
     times["train"] = time.time() - t
     records = [(x.sample.modality, float(scored.rewards[i]), bool(scored.correct[i]), len(x.tokens),
                 x.started == it and x.sample.id in first) for i, x in enumerate(trajs)]
     records = [r for part in gather_objects(records) for r in part]
     sums = all_sum([*groups, len(state.buffer), state.buffer.expired, len(scored.errors) if trajs else 0])
     if not records:
-        return {"trajectories": 0, "buffer": int(sums[2])}, opt
+        return {"trajectories": 0, "buffer": int(sums[2])}
     metrics = iteration_metrics(records, (sums[0], sums[1]), (sums[2], sums[3]), times, int(sums[4]))
-    return {**metrics, **stats, "length_weight": weight, "processes": n_proc}, opt
+    return {**metrics, **stats, "length_weight": weight, "processes": n_proc}
 
 
 def _evaluate(model, processor, cfg: RLConfig, out: Path, iteration: int) -> dict:
@@ -289,12 +322,14 @@ def main(cfg: RLConfig) -> Path:
     set_trainable(model, cfg.train, key="rl train")
     samples = load_data(cfg.sources)
     state = RLState(cfg, samples)
-    ckpt, opt = latest_checkpoint(out) if cfg.resume else None, None
+    ckpt = latest_checkpoint(out) if cfg.resume else None
     if ckpt is not None:
         opt_state = state.load(ckpt, model, {s.id: s for s in samples})
-        if opt_state is not None and not cfg.reset_optimizer:
-            opt = build_optimizer(list(model.parameters()), cfg.optim)
-            opt.load_state_dict(opt_state)
+        if opt_state is not None and not cfg.reset_optimizer:  # the run's one optimizer, where it was
+            state.opt = build_optimizer(list(model.parameters()), cfg.optim)
+            state.opt.load_state_dict(opt_state)
+            state.sched = OptimizerSchedule(state.opt, cfg.optim, total_optimizer_steps(cfg),
+                                            state.optimizer_steps, local=state.optimizer_steps)
         print(f"[rl] resuming from {ckpt} (iteration {state.iteration})")
     reward_fn = REWARDS.build(cfg.reward.name, **cfg.reward.kwargs)
     log = MetricsLog(out / "metrics.jsonl") if rank == 0 else None
@@ -303,7 +338,7 @@ def main(cfg: RLConfig) -> Path:
         if log:
             log.log(0, **start)
     while state.iteration < cfg.iterations:
-        metrics, opt = run_iteration(model, processor, samples, state, cfg, reward_fn, opt)
+        metrics = run_iteration(model, processor, samples, state, cfg, reward_fn)
         state.iteration += 1
         if cfg.eval_sources and cfg.eval_every and state.iteration % cfg.eval_every == 0:
             metrics.update(_evaluate(model, processor, cfg, out, state.iteration))
@@ -313,7 +348,7 @@ def main(cfg: RLConfig) -> Path:
                   f"{metrics.get('accuracy', 0):.3f} len {metrics.get('length_mean', 0):.0f} "
                   f"buffer {metrics.get('buffer', 0)}")
         if cfg.save_every and (state.iteration % cfg.save_every == 0 or state.iteration == cfg.iterations):
-            state.save(out, model, processor, None if cfg.reset_optimizer else opt)
+            state.save(out, model, processor, None if cfg.reset_optimizer else state.opt)
     if rank == 0:
         save_pretrained(model, processor, out)
         plot_curves(out / "metrics.jsonl", CURVES, out / "curves.png", f"RL ({cfg.loss.name})")

@@ -48,7 +48,8 @@ from vlrl.rewards import REWARDS  # noqa: E402
 from vlrl.rewards.combine import score_trajectories  # noqa: E402
 from vlrl.rollout import ReplayBuffer, RolloutConfig, rollout  # noqa: E402
 from vlrl.rollout.scoring import scoring_batch  # noqa: E402
-from vlrl.trainer import MODULES, load_data  # noqa: E402
+from vlrl.data import load_data  # noqa: E402
+from vlrl.models.trainable import MODULES  # noqa: E402
 from vlrl.training import OptimizerSchedule, build_optimizer  # noqa: E402
 
 RL_SOURCES = ["synth:shapes?n=1500&seed=2", "synth:arithmetic?n=1500&seed=2"]

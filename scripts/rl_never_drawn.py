@@ -27,7 +27,7 @@ from vlrl.models.generation import SamplingParams
 from vlrl.rewards import REWARDS
 from vlrl.rollout import ReplayBuffer, RolloutConfig, rollout
 from vlrl.stages.rl import RLConfig
-from vlrl.trainer import load_data
+from vlrl.data import load_data
 
 
 def never_drawn(run: Path, cfg: RLConfig, samples: list) -> list:

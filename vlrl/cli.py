@@ -86,7 +86,7 @@ def _warmup_data(a: argparse.Namespace) -> None:
     from pathlib import Path
 
     from vlrl.data import LoadReport, load_samples
-    from vlrl.data import warmup_data as wd
+    from vlrl.curation import warmup_data as wd
     from vlrl.data.synth import write_dataset
 
     if bool(a.synth) == bool(a.model):
@@ -214,7 +214,7 @@ def _add_merge(sub) -> None:
                    help="average only these modules; the rest is taken from the first model")
 
     def run(a):
-        from vlrl.stages.long2short import merge_models
+        from vlrl.algos.merge import merge_models
 
         merge_models(a.models, a.out, a.weights, a.modules)
 

@@ -13,10 +13,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from processors.collate import collate_generation
 from processors.processor import MultimodalProcessor
 from vlrl.models.builder import load_pretrained
-from vlrl.models.generation import SamplingParams, generate
+from vlrl.models.generation import SamplingParams, generate_texts
 from vlrl.models.vlm import VisionLanguageModel
 from vlrl.types import ImageSource, Sample
 
@@ -60,14 +59,9 @@ class Predictor:
         """Answers for many samples (mixed text-only and image-text), in batches."""
         params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
         gen = torch.Generator(device=self.model.device).manual_seed(seed) if seed is not None else None
-        answers: list[str] = []
-        for i in range(0, len(samples), batch_size):
-            chunk = samples[i : i + batch_size]
-            enc = [self.processor.encode(s, system_prompt=system_prompt) for s in chunk]
-            batch = collate_generation(enc, self.processor.pad_token_id).to(self.model.device)
-            out = generate(self.model, batch, params, self.processor.eos_token_id, gen, on_tokens)
-            answers += [self.processor.decode(t) for t in out.tokens]
-        return answers
+        out = generate_texts(self.model, self.processor, samples, params, system_prompt=system_prompt,
+                             batch_size=batch_size, generator=gen, on_tokens=on_tokens)
+        return out.texts
 
 
 class _TextStreamer:

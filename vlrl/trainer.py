@@ -26,10 +26,10 @@ from vlrl.config import DataConfig, ModelConfig, OptimConfig, to_dict
 from vlrl.distributed import accelerator, all_sum
 from vlrl.eval.curves import plot_curves
 from vlrl.models.builder import save_pretrained
+from vlrl.models.trainable import MODULES, set_trainable
 from vlrl.training import (BatchStream, MetricsLog, ResumableBatchSampler, SFTDataset, build_optimizer,
                            build_scheduler, rng_state, set_rng_state)
 
-MODULES = ("encoder", "projector", "llm")
 
 
 @dataclass
@@ -66,18 +66,6 @@ class SFTConfig:
     output_dir: str = "runs/tiny/sft"
 
 
-def load_data(sources: List[str], on_bad_row: str = "skip") -> list:
-    """All samples of ``sources``, with the load report printed (bad rows counted and listed)."""
-    from vlrl.data import LoadReport, load_samples
-
-    report = LoadReport()
-    samples = [s for src in sources for s in load_samples(src, on_bad_row, report)]
-    print(f"[data] {report.summary()}")
-    if not samples:
-        raise ValueError(f"no samples loaded from {sources}")
-    return samples
-
-
 def build_or_load(cfg: SFTConfig):
     """(model, processor): loaded from ``cfg.init_from`` (a previous stage's output) or built from
     ``cfg.model``; prints the parameter counts."""
@@ -90,16 +78,6 @@ def build_or_load(cfg: SFTConfig):
     sizes = model.num_parameters()
     print("[model] parameters: " + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in sizes.items()))
     return model, processor
-
-
-def set_trainable(model: torch.nn.Module, modules: List[str], key: str = "phases[].train") -> None:
-    """Only ``modules`` (of MODULES) learn; ``key`` names the config field in the error for an unknown one."""
-    unknown = set(modules) - set(MODULES)
-    if unknown:
-        raise ValueError(f"{key}: unknown module(s) {sorted(unknown)}; choose from {MODULES}")
-    frozen = {"encoder"} if model.config.encoder.freeze else set()  # model.encoder.freeze wins over phases
-    for name in MODULES:
-        getattr(model, name).requires_grad_(name in modules and name not in frozen)
 
 
 def _trackers(cfg: SFTConfig) -> list[str]:

@@ -63,3 +63,26 @@ class Sample:
     @property
     def num_images(self) -> int:
         return len(self.images)
+
+
+@dataclass
+class PromptRecord:
+    """All n responses to one prompt, scored.
+
+    Attributes:
+        correct: per response, verified correct.
+        answers: per response, the extracted final answer (None if none).
+        lengths: per response, number of generated tokens.
+        errors: per response, the verifier error message or None.
+    """
+
+    id: str
+    modality: str
+    domain: str
+    difficulty: int | None
+    pair_id: str | None
+    correct: list[bool]
+    answers: list[str | None]
+    lengths: list[int]
+    errors: list[str | None] = field(default_factory=list)
+    responses: list[str] = field(default_factory=list)

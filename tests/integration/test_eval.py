@@ -34,12 +34,12 @@ def test_eval_refuses_overlap_with_training_ids(saved_tiny, tmp_path):
 
 
 def test_greedy_answers_do_not_depend_on_the_generation_batch(sft_tiny):
-    """final_eval batches 64 greedy prompts at a time where it used 32: the answers must be the same
+    """evaluate_held_out batches 64 greedy prompts at a time where it used 32: the answers must be the same
     whatever the batch (left padding and masks), so earlier measurements stay valid."""
     from vlrl.eval import evaluate_samples
     from vlrl.models import SamplingParams, load_pretrained
     from vlrl.rewards import REWARDS
-    from vlrl.trainer import load_data
+    from vlrl.data import load_data
 
     model, proc = load_pretrained(sft_tiny)
     samples = load_data(["synth:shapes?n=7&seed=999&levels=1-3", "synth:arithmetic?n=7&seed=999",

@@ -62,22 +62,23 @@ def test_a_stage_evaluation_with_the_same_settings_is_reused_and_equals_a_fresh_
 
     import yaml
 
-    from vlrl.stages import long2short, warmup
+    from vlrl.eval import heldout
+    from vlrl.stages import long2short
     from vlrl.stages.long2short import evaluate_models, stage_eval
 
     sources = ["synth:shapes?n=3&seed=999&levels=1", "synth:arithmetic?n=3&seed=999&levels=1"]
     stage = tmp_path / "warm"
     shutil.copytree(sft_tiny, stage)
     model, proc = load_pretrained(stage)
-    warmup.final_eval(model, proc, sources, 12, stage / "eval", "Warm-up")
+    heldout.evaluate_held_out(model, proc, sources, 12, stage / "eval", "Warm-up")
     (stage / "config.yaml").write_text(yaml.safe_dump({"eval_sources": sources, "eval_max_new_tokens": 12}))
     assert stage_eval(stage, sources, 12) == stage / "eval"
     assert stage_eval(stage, sources, 16) is None and stage_eval(stage, sources[:1], 12) is None
     cfg = load_config(Long2ShortConfig, "configs/tiny/long2short.yaml", [
         f"eval_sources=[{','.join(sources)}]", "eval_max_new_tokens=12", f"output_dir={tmp_path / 'l2s'}"])
     calls = []
-    real = warmup.final_eval
-    monkeypatch.setattr(warmup, "final_eval", lambda *a, **k: calls.append(a[-1]) or real(*a, **k))
+    real = heldout.evaluate_held_out
+    monkeypatch.setattr(heldout, "evaluate_held_out", lambda *a, **k: calls.append(a[5]) or real(*a, **k))
     reused = evaluate_models(cfg, {"long": str(stage), "fresh": str(sft_tiny)}, tmp_path / "l2s")
     assert calls == ["fresh"]  # only the model without a stage evaluation was evaluated
     assert reused["long"] == reused["fresh"]  # the same weights: the reused report is the fresh one

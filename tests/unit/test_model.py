@@ -208,3 +208,13 @@ def test_per_prompt_sample_counts_and_caps_in_one_loop(tiny):
         alone = collate_generation([proc.encode(samples[i])], proc.pad_token_id)
         ref = generate(model, alone, SamplingParams(max_new_tokens=cap, stop_token_ids=[-1]), proc.eos_token_id)
         assert ref.tokens[0] == out.tokens[0 if i == 0 else 1]
+
+
+def test_forward_loss_is_the_hand_tested_sft_loss(tiny):
+    """The model's loss (the causal LM's own shifted cross-entropy) is vlrl.algos.sft.sft_loss."""
+    from vlrl.algos.sft import sft_loss
+
+    model, proc = tiny
+    batch = collate_sft([proc.encode(s, s.response) for s in mixed_samples()], proc.pad_token_id)
+    out = model(batch)
+    assert out.loss.item() == pytest.approx(sft_loss(out.logits, batch.labels).loss.item(), rel=1e-5)

@@ -1,6 +1,6 @@
 import pytest
 
-from vlrl.data import warmup_data as wd
+from vlrl.curation import warmup_data as wd
 from vlrl.eval.metrics import PromptRecord
 from vlrl.types import Sample
 

@@ -7,11 +7,12 @@ projector / llm); every other tensor is taken from the first model.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from pathlib import Path
+from typing import List, Mapping, Sequence
 
 import torch
 
-MODULES = ("encoder", "projector", "llm")
+from vlrl.models.trainable import MODULES
 
 
 def merge_state_dicts(states: Sequence[Mapping[str, torch.Tensor]], weights: Sequence[float] | None = None,
@@ -49,3 +50,19 @@ def merge_state_dicts(states: Sequence[Mapping[str, torch.Tensor]], weights: Seq
         else:
             out[k] = v.clone()
     return out
+
+
+def merge_models(paths: List[str], out: str | Path, weights: List[float] | None = None,
+                 modules: List[str] | None = None) -> Path:
+    """Average saved models into ``out`` (a normal checkpoint with the first model's processor)."""
+    from safetensors.torch import load_file
+
+    from vlrl.models.builder import WEIGHTS_NAME, load_pretrained, save_pretrained
+
+    model, processor = load_pretrained(paths[0])
+    states = [load_file(str(Path(p) / WEIGHTS_NAME)) for p in paths]
+    merged = merge_state_dicts(states, weights, modules or None, names=paths)
+    model.load_state_dict(merged, strict=False)
+    save_pretrained(model, processor, out)
+    print(f"[merge] {' + '.join(paths)} -> {out}")
+    return Path(out)

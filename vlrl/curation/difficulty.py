@@ -23,8 +23,7 @@ from typing import Mapping, Sequence
 import torch
 from tqdm import tqdm
 
-from processors.collate import collate_generation
-from vlrl.models.generation import SamplingParams, generate
+from vlrl.models.generation import SamplingParams, generate_texts
 from vlrl.rewards.base import RewardFn
 from vlrl.types import Sample
 
@@ -93,13 +92,12 @@ def _run_batch(model, processor, chunk: Sequence[Sample], cfg: ProbeConfig, rewa
                generator: torch.Generator) -> list[list[bool]]:
     """(len(chunk), n) correctness of n sampled responses per prompt."""
     prefix = processor.tokenize(cfg.guess_prefix) if cfg.guess_prefix else None
-    enc = [processor.encode(s, prefix, add_eos=False, system_prompt=cfg.system_prompt or None) for s in chunk]
-    batch = collate_generation(enc, processor.pad_token_id).to(model.device)
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, num_samples=cfg.n)
-    out = generate(model, batch, params, processor.eos_token_id, generator)
+    out = generate_texts(model, processor, chunk, params, prefixes=[prefix] * len(chunk),
+                         system_prompt=cfg.system_prompt or None, batch_size=len(chunk), generator=generator)
     result = []
     for i, s in enumerate(chunk):
-        texts = [cfg.guess_prefix + processor.decode(out.tokens[r]) for r in range(i * cfg.n, (i + 1) * cfg.n)]
+        texts = [cfg.guess_prefix + out.texts[r] for r in range(i * cfg.n, (i + 1) * cfg.n)]
         result.append([reward_fn(t, s).reward >= 1.0 for t in texts])
     return result
 

@@ -123,16 +123,11 @@ def model_domains(model, processor, samples: Sequence[Sample], options: Sequence
 
     import torch
 
-    from processors.collate import collate_generation
-    from vlrl.models.generation import SamplingParams, generate
+    from vlrl.models.generation import SamplingParams, generate_texts
 
-    out: list[str | None] = []
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0)
-    for start in range(0, len(samples), batch_size):
-        chunk = [dataclasses.replace(s, question=TAG_PROMPT.format(options=", ".join(options), q=_question(s)),
-                                     messages=None, meta={}) for s in samples[start : start + batch_size]]
-        batch = collate_generation([processor.encode(s) for s in chunk], processor.pad_token_id).to(model.device)
-        with torch.no_grad():
-            gen = generate(model, batch, params, processor.eos_token_id)
-        out += [parse_choice(processor.decode(t), options) for t in gen.tokens]
-    return out
+    asks = [dataclasses.replace(s, question=TAG_PROMPT.format(options=", ".join(options), q=_question(s)),
+                                messages=None, meta={}) for s in samples]
+    with torch.no_grad():
+        gen = generate_texts(model, processor, asks, params, batch_size=batch_size)
+    return [parse_choice(t, options) for t in gen.texts]

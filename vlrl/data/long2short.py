@@ -13,8 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
-from vlrl.eval.metrics import PromptRecord
-from vlrl.types import Sample
+from vlrl.types import PromptRecord, Sample
 
 
 @dataclass

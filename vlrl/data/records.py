@@ -171,3 +171,13 @@ def load_samples(source: str | Path | Sequence[dict], on_bad_row: str = "skip",
             report.skipped.append(str(e))
     report.loaded += len(samples)
     return samples
+
+
+def load_data(sources: Sequence[str], on_bad_row: str = "skip") -> list[Sample]:
+    """All samples of ``sources``, with the load report printed (bad rows counted and listed)."""
+    report = LoadReport()
+    samples = [s for src in sources for s in load_samples(src, on_bad_row, report)]
+    print(f"[data] {report.summary()}")
+    if not samples:
+        raise ValueError(f"no samples loaded from {sources}")
+    return samples

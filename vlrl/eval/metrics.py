@@ -3,34 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from math import comb
 from typing import Iterable
 
 import numpy as np
 
-
-@dataclass
-class PromptRecord:
-    """All n responses to one prompt, scored.
-
-    Attributes:
-        correct: per response, verified correct.
-        answers: per response, the extracted final answer (None if none).
-        lengths: per response, number of generated tokens.
-        errors: per response, the verifier error message or None.
-    """
-
-    id: str
-    modality: str
-    domain: str
-    difficulty: int | None
-    pair_id: str | None
-    correct: list[bool]
-    answers: list[str | None]
-    lengths: list[int]
-    errors: list[str | None] = field(default_factory=list)
-    responses: list[str] = field(default_factory=list)
+from vlrl.types import PromptRecord  # noqa: F401  (re-exported: the record the metrics read)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

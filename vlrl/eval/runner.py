@@ -7,10 +7,9 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
-from processors.collate import collate_generation
 from processors.processor import MultimodalProcessor
 from vlrl.eval.metrics import PromptRecord
-from vlrl.models.generation import SamplingParams, generate
+from vlrl.models.generation import SamplingParams, generate_texts
 from vlrl.models.vlm import VisionLanguageModel
 from vlrl.rewards.base import RewardFn
 from vlrl.types import Sample
@@ -31,21 +30,17 @@ def evaluate_samples(
     gen = torch.Generator(device=model.device).manual_seed(seed)
     records: list[PromptRecord] = []
     bar = tqdm(total=len(samples), desc="eval", unit="prompt", disable=not progress, mininterval=1.0)
-    for start in range(0, len(samples), batch_size):
-        chunk = samples[start : start + batch_size]
-        enc = [processor.encode(s, system_prompt=system_prompt) for s in chunk]
-        batch = collate_generation(enc, processor.pad_token_id).to(model.device)
-        out = generate(model, batch, params, processor.eos_token_id, gen)
-        k = params.num_samples
-        for i, s in enumerate(chunk):
-            rows = range(i * k, (i + 1) * k)
-            texts = [processor.decode(out.tokens[r]) for r in rows]
-            results = [reward_fn(t, s) for t in texts]
-            records.append(PromptRecord(
-                id=s.id, modality=s.modality, domain=s.domain, difficulty=s.difficulty, pair_id=s.pair_id,
-                correct=[r.reward >= 1.0 for r in results], answers=[r.extracted for r in results],
-                lengths=[len(out.tokens[r]) for r in rows], errors=[r.error for r in results], responses=texts,
-            ))
-        bar.update(len(chunk))
+    out = generate_texts(model, processor, samples, params, system_prompt=system_prompt, batch_size=batch_size,
+                         generator=gen, on_batch=bar.update)
     bar.close()
+    k = params.num_samples
+    for i, s in enumerate(samples):
+        rows = range(i * k, (i + 1) * k)
+        texts = [out.texts[r] for r in rows]
+        results = [reward_fn(t, s) for t in texts]
+        records.append(PromptRecord(
+            id=s.id, modality=s.modality, domain=s.domain, difficulty=s.difficulty, pair_id=s.pair_id,
+            correct=[r.reward >= 1.0 for r in results], answers=[r.extracted for r in results],
+            lengths=[len(out.tokens[r]) for r in rows], errors=[r.error for r in results], responses=texts,
+        ))
     return records

@@ -11,12 +11,12 @@ response is continued simply by including its tokens in the prompt (``processor.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from processors.collate import Batch
+from processors.collate import Batch, collate_generation
 from vlrl.models.vlm import VisionLanguageModel, position_ids_from_mask
 
 
@@ -45,12 +45,14 @@ class GenerationOutput:
         finish_reasons: "stop" (a stop token), "repeat" (a repeated n-gram loop was cut) or "length"
             (max_new_tokens reached).
         prompt_index: the prompt row each output row belongs to.
+        texts: each row decoded, from ``generate_texts``.
     """
 
     tokens: list[list[int]]
     logprobs: list[list[float]]
     finish_reasons: list[str]
     prompt_index: list[int]
+    texts: list[str] = field(default_factory=list)  # decoded rows (``generate_texts`` only)
 
     @property
     def num_tokens(self) -> int:
@@ -211,3 +213,40 @@ def _output(toks, lps, lengths, stopped, looped, index) -> GenerationOutput:
         finish_reasons=["stop" if s else "repeat" if r else "length" for s, r in zip(stopped.tolist(), looped.tolist())],
         prompt_index=index.tolist(),
     )
+
+
+def generate_texts(model: VisionLanguageModel, processor, samples: Sequence, params: SamplingParams, *,
+                   prefixes: Sequence[Sequence[int] | None] | None = None, counts: Sequence[int] | None = None,
+                   caps: Sequence[int] | None = None, system_prompt: str | None = None, batch_size: int = 32,
+                   generator: torch.Generator | None = None, on_tokens: Callable | None = None,
+                   on_batch: Callable[[int], None] | None = None) -> GenerationOutput:
+    """The one batched generation sequence (evaluation, curation probes, rollouts, ``Predictor``): encode
+    each sample's prompt (followed by its partial response ``prefixes[i]``, if any), collate left-padded
+    batches of ``batch_size`` prompts, generate, decode.
+
+    Args:
+        counts / caps: per sample, how many responses and its new-token cap (default: ``params``).
+        on_tokens: streaming callback of ``generate``; on_batch: called with each batch's prompt count.
+
+    Returns:
+        one GenerationOutput over all samples (``prompt_index`` indexes ``samples``; a sample's rows are
+        consecutive), with ``texts``.
+    """
+    prefixes = prefixes or [None] * len(samples)
+    out = GenerationOutput([], [], [], [], [])
+    for start in range(0, len(samples), batch_size):
+        sl = slice(start, start + batch_size)
+        enc = [processor.encode(s, list(p) if p else None, add_eos=False, system_prompt=system_prompt)
+               for s, p in zip(samples[sl], prefixes[sl])]
+        batch = collate_generation(enc, processor.pad_token_id).to(model.device)
+        part = generate(model, batch, params, processor.eos_token_id, generator, on_tokens,
+                        samples_per_prompt=list(counts[sl]) if counts is not None else None,
+                        max_new_per_prompt=list(caps[sl]) if caps is not None else None)
+        out.tokens += part.tokens
+        out.logprobs += part.logprobs
+        out.finish_reasons += part.finish_reasons
+        out.prompt_index += [start + i for i in part.prompt_index]
+        out.texts += [processor.decode(t) for t in part.tokens]
+        if on_batch is not None:
+            on_batch(len(enc))
+    return out

@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from processors.collate import Batch
-from vlrl.algos.sft import sft_loss
 from vlrl.config import ModelConfig
 
 
@@ -97,11 +96,11 @@ class VisionLanguageModel(nn.Module):
         """Full forward on a collated batch. Returns the LLM's output (``.logits`` (B, T, V); ``.loss``
         when ``batch.labels`` is set: mean cross-entropy over response tokens)."""
         embeds = self.embed(batch.input_ids, batch.pixel_values, batch.image_counts, batch.sample_ids)
-        out = self.llm(inputs_embeds=embeds, attention_mask=batch.attention_mask,
-                       position_ids=position_ids_from_mask(batch.attention_mask), use_cache=False, **llm_kwargs)
-        if batch.labels is not None:
-            out.loss = sft_loss(out.logits, batch.labels).loss
-        return out
+        # with labels the causal LM computes the shifted cross-entropy over labelled tokens (IGNORE_INDEX
+        # -100 elsewhere): vlrl.algos.sft.sft_loss, written out and tested by hand there
+        return self.llm(inputs_embeds=embeds, attention_mask=batch.attention_mask,
+                        position_ids=position_ids_from_mask(batch.attention_mask), use_cache=False,
+                        labels=batch.labels, **llm_kwargs)
 
     def response_logprobs(self, batch: Batch, with_entropy: bool = False,
                           temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -13,9 +13,8 @@ from typing import Sequence
 
 import torch
 
-from processors.collate import collate_generation
 from processors.processor import MultimodalProcessor
-from vlrl.models.generation import SamplingParams, generate
+from vlrl.models.generation import SamplingParams, generate_texts
 from vlrl.models.vlm import VisionLanguageModel
 from vlrl.rollout.buffer import ReplayBuffer, Trajectory
 from vlrl.types import Sample
@@ -41,18 +40,9 @@ def _generate(model, processor, samples: Sequence[Sample], prefixes: Sequence[li
     prompt i gets ``counts[i]`` samples of at most ``caps[i]`` tokens, all prompts of a batch in one loop."""
     params = SamplingParams(max_new_tokens=max(caps), temperature=cfg.temperature, top_p=cfg.top_p,
                             repeat_max_period=cfg.repeat_max_period, repeat_times=cfg.repeat_times)
-    tokens, logprobs, reasons, owner = [], [], [], []
-    for i in range(0, len(samples), cfg.batch_size):
-        sl = slice(i, i + cfg.batch_size)
-        enc = [processor.encode(s, p or None, add_eos=False) for s, p in zip(samples[sl], prefixes[sl])]
-        batch = collate_generation(enc, processor.pad_token_id).to(model.device)
-        out = generate(model, batch, params, processor.eos_token_id, generator,
-                       samples_per_prompt=list(counts[sl]), max_new_per_prompt=list(caps[sl]))
-        tokens += out.tokens
-        logprobs += out.logprobs
-        reasons += out.finish_reasons
-        owner += [i + p for p in out.prompt_index]
-    return tokens, logprobs, reasons, owner
+    out = generate_texts(model, processor, samples, params, prefixes=prefixes, counts=counts, caps=caps,
+                         batch_size=cfg.batch_size, generator=generator)
+    return out.tokens, out.logprobs, out.finish_reasons, out.prompt_index
 
 
 def _settle(traj: Trajectory, new: list[int], logprobs: list[float], reason: str, cfg: RolloutConfig, iteration: int,

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import List
 
 from vlrl.config import save_config
-from vlrl.trainer import PhaseConfig, SFTConfig, SFTTrainer, build_or_load, load_data
+from vlrl.data import load_data
+from vlrl.trainer import PhaseConfig, SFTConfig, SFTTrainer, build_or_load
 from vlrl.training import SFTDataset, seed_everything
 from vlrl.types import Sample
 

@@ -26,8 +26,8 @@ from vlrl.curation import (DEFAULT_DISCIPLINES, DEFAULT_DOMAINS, ProbeCache, Pro
                            balanced_select, bucket, easy_to_hack, model_identity, probe, rule_reasons, tag_sample)
 from vlrl.curation.report import distribution, kind_check, write_report
 from vlrl.curation.tags import model_domains
-from vlrl.stages.evaluate import RewardConfig
-from vlrl.trainer import load_data
+from vlrl.data import load_data
+from vlrl.rewards.config import RewardConfig, verifier_config
 
 
 @dataclass
@@ -73,7 +73,7 @@ class SelectionConfig:
 class CurateConfig:
     sources: List[str] = field(default_factory=list)
     model: str = ""  # model for the probes and the model tagger (e.g. the warm-up SFT model); "" = rules only
-    reward: RewardConfig = field(default_factory=lambda: RewardConfig(kwargs={"symbolic": False}))
+    reward: RewardConfig = field(default_factory=verifier_config)
     tagger: TaggerConfig = field(default_factory=TaggerConfig)
     filters: RuleFilterConfig = field(default_factory=RuleFilterConfig)
     hack: HackConfig = field(default_factory=HackConfig)
@@ -145,7 +145,6 @@ def _write(out: Path, cfg: CurateConfig, pool: list, funnel: _Funnel, selected: 
 def main(cfg: CurateConfig) -> dict:
     from vlrl.distributed import accelerator
     from vlrl.models import load_pretrained
-    from vlrl.rewards import REWARDS
 
     accel, out = accelerator(), Path(cfg.output_dir)
     if accel.is_main_process:
@@ -162,7 +161,7 @@ def main(cfg: CurateConfig) -> dict:
         tag_sample(s, domains, disciplines, guesses[i] if guesses else None)
     funnel = _Funnel(pool)
     funnel.drop("rule filters", lambda s: rule_reasons(s, cfg.filters))
-    reward_fn = REWARDS.build(cfg.reward.name, **cfg.reward.kwargs)
+    reward_fn = cfg.reward.build()
     cache_dir, model_id = Path(cfg.cache_dir or out / "cache"), model_identity(cfg.model) if cfg.model else ""
     if cfg.hack.enabled:
         guessed = _probe_all(accel, model, processor, funnel.kept, cfg.hack.probe, reward_fn, cache_dir, "guess",

@@ -12,19 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import List, Optional
 
 from vlrl.config import save_config
 from vlrl.data import LoadReport, load_samples
 from vlrl.eval import evaluate_samples, full_report, write_report
 from vlrl.models import SamplingParams, load_pretrained
-from vlrl.rewards import REWARDS
-
-
-@dataclass
-class RewardConfig:
-    name: str = "math"
-    kwargs: Dict[str, Any] = field(default_factory=dict)
+from vlrl.rewards.config import RewardConfig
 
 
 @dataclass
@@ -67,7 +61,7 @@ def main(cfg: EvalConfig) -> dict:
     print(f"[data] {report.summary()}")
     check_held_out(samples, cfg.exclude_ids_from)
     model, processor = load_pretrained(cfg.model)
-    reward_fn = REWARDS.build(cfg.reward.name, **cfg.reward.kwargs)
+    reward_fn = cfg.reward.build()
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                             num_samples=cfg.n)
     records = evaluate_samples(model, processor, samples, params, reward_fn, cfg.batch_size, cfg.seed,

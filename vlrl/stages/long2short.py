@@ -26,9 +26,12 @@ from typing import List, Optional
 
 import torch
 
+from vlrl.algos.merge import merge_models
 from vlrl.config import OptimConfig, save_config
 from vlrl.distributed import barrier, gather_objects, init_from_launcher, world
 from vlrl.eval.metrics import PromptRecord
+from vlrl.models.builder import CONFIG_NAME, WEIGHTS_NAME
+from vlrl.rewards.config import RewardConfig, verifier_config
 
 METHODS = ("merge", "shortest_rs", "dpo", "rl")
 
@@ -85,6 +88,7 @@ class Long2ShortConfig:
     sources: List[str] = field(default_factory=list)  # prompts with reference answers to sample on
     eval_sources: List[str] = field(default_factory=list)
     eval_max_new_tokens: int = 256
+    reward: RewardConfig = field(default_factory=verifier_config)  # scores samples and the evaluations
     sample: SampleConfig = field(default_factory=SampleConfig)
     merge: MergeConfig = field(default_factory=MergeConfig)
     shortest_rs: ShortestRSConfig = field(default_factory=ShortestRSConfig)
@@ -94,25 +98,8 @@ class Long2ShortConfig:
     output_dir: str = "runs/tiny/long2short"
 
 
-def merge_models(paths: List[str], out: str | Path, weights: List[float] | None = None,
-                 modules: List[str] | None = None) -> Path:
-    """Average saved models into ``out`` (a normal checkpoint with the first model's processor)."""
-    from safetensors.torch import load_file
-
-    from vlrl.algos.merge import merge_state_dicts
-    from vlrl.models import load_pretrained, save_pretrained
-
-    model, processor = load_pretrained(paths[0])
-    states = [load_file(str(Path(p) / "model.safetensors")) for p in paths]
-    merged = merge_state_dicts(states, weights, modules or None, names=paths)
-    model.load_state_dict(merged, strict=False)
-    save_pretrained(model, processor, out)
-    print(f"[merge] {' + '.join(paths)} -> {out}")
-    return Path(out)
-
-
 def _done(path: Path) -> bool:
-    return (path / "model.safetensors").is_file() and (path / "vlm_config.json").is_file()
+    return (path / WEIGHTS_NAME).is_file() and (path / CONFIG_NAME).is_file()
 
 
 def sample_records(model_dir: str, cfg: Long2ShortConfig, cache: Path) -> tuple[list[PromptRecord], list]:
@@ -121,8 +108,7 @@ def sample_records(model_dir: str, cfg: Long2ShortConfig, cache: Path) -> tuple[
     process writes the cache. Collective."""
     from vlrl.eval import evaluate_samples
     from vlrl.models import SamplingParams, load_pretrained
-    from vlrl.rewards import REWARDS
-    from vlrl.trainer import load_data
+    from vlrl.data import load_data
 
     samples = load_data(cfg.sources)
     if not cache.is_file():
@@ -130,7 +116,7 @@ def sample_records(model_dir: str, cfg: Long2ShortConfig, cache: Path) -> tuple[
         model, processor = load_pretrained(model_dir)
         s = cfg.sample
         params = SamplingParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature, num_samples=s.n)
-        mine = evaluate_samples(model, processor, samples[rank::n], params, REWARDS.build("math", symbolic=False),
+        mine = evaluate_samples(model, processor, samples[rank::n], params, cfg.reward.build(),
                                 s.batch_size, cfg.seed + rank, progress=rank == 0)
         shards = gather_objects([asdict(r) for r in mine])
         records = [shards[i % n][i // n] for i in range(len(samples))]  # back to prompt order
@@ -250,7 +236,7 @@ def evaluate_models(cfg: Long2ShortConfig, models: dict[str, str], out: Path) ->
     the same settings (``stage_eval``) is reused rather than repeated. Collective."""
     from vlrl.eval import write_report
     from vlrl.models import load_pretrained
-    from vlrl.stages.warmup import final_eval
+    from vlrl.eval import heldout
 
     if world()[0] == 0:
         for name, path in models.items():
@@ -264,7 +250,8 @@ def evaluate_models(cfg: Long2ShortConfig, models: dict[str, str], out: Path) ->
                 print(f"[long2short] {name}: reusing its stage's evaluation on the same held-out set ({done})")
             else:
                 model, processor = load_pretrained(path)
-                final_eval(model, processor, cfg.eval_sources, cfg.eval_max_new_tokens, cached.parent, name)
+                heldout.evaluate_held_out(model, processor, cfg.eval_sources, cfg.eval_max_new_tokens, cached.parent,
+                                          name, cfg.reward)
     barrier()
     return {name: json.loads((out / "eval" / name / "eval.json").read_text()) for name in models}
 

@@ -31,14 +31,15 @@ from vlrl.checkpoint import latest_checkpoint, load_checkpoint_state, save_check
 from vlrl.config import OptimConfig, save_config
 from vlrl.eval.curves import plot_curves
 from vlrl.models import load_pretrained, save_pretrained
-from vlrl.rewards import REWARDS
 from vlrl.rewards.combine import score_trajectories
 from vlrl.rewards.length import length_penalty_weight
 from vlrl.rollout import ReplayBuffer, RolloutConfig, rollout
 from vlrl.rollout.scoring import sampled_logprobs, scoring_batch
-from vlrl.stages.evaluate import RewardConfig
-from vlrl.stages.warmup import final_eval
-from vlrl.trainer import MODULES, load_data, set_trainable
+from vlrl.data import load_data
+from vlrl.eval.heldout import evaluate_held_out
+from vlrl.models.builder import WEIGHTS_NAME
+from vlrl.models.trainable import MODULES, set_trainable
+from vlrl.rewards.config import RewardConfig, verifier_config
 from vlrl.distributed import all_sum, barrier, gather_objects, init_from_launcher, world
 from vlrl.training import (MetricsLog, OptimizerSchedule, build_optimizer, rng_state, seed_everything,
                            set_rng_state)
@@ -91,7 +92,7 @@ class RLConfig:
     prompts_per_iteration: int = 8
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    reward: RewardConfig = field(default_factory=lambda: RewardConfig(kwargs={"symbolic": False}))
+    reward: RewardConfig = field(default_factory=verifier_config)  # trains and evaluates
     length_penalty: LengthPenaltyConfig = field(default_factory=LengthPenaltyConfig)
     repeat_penalty: float = 0.0
     mask_old_segments: bool = True
@@ -212,7 +213,7 @@ class RLState:
 
         rank, n = world()
         state, tensors = load_checkpoint_state(ckpt)
-        load_model(model, str(ckpt / "model.safetensors"), strict=True, device=str(model.device))
+        load_model(model, str(ckpt / WEIGHTS_NAME), strict=True, device=str(model.device))
         self.iteration = int(state["step"])
         self.optimizer_steps = int(state.get("optimizer_steps", 0))
         buffers = state["buffers"]
@@ -298,8 +299,8 @@ def _evaluate(model, processor, cfg: RLConfig, out: Path, iteration: int) -> dic
         if cfg.eval_samples > 0:
             runs.append(("eval_sampled", d / "sampled", cfg.eval_samples, cfg.rollout.temperature))
         for key, where, n, temperature in runs:
-            rep = final_eval(model, processor, cfg.eval_sources, cfg.eval_max_new_tokens, where,
-                             f"RL iteration {iteration}", n=n, temperature=temperature)
+            rep = evaluate_held_out(model, processor, cfg.eval_sources, cfg.eval_max_new_tokens, where,
+                                    f"RL iteration {iteration}", cfg.reward, n=n, temperature=temperature)
             metrics.update({f"{key}/{k}": v["pass@1"] for k, v in rep["by_modality"].items()})
             metrics[f"{key}/overall"] = rep["overall"]["pass@1"]
     barrier()
@@ -331,7 +332,7 @@ def main(cfg: RLConfig) -> Path:
             state.sched = OptimizerSchedule(state.opt, cfg.optim, total_optimizer_steps(cfg),
                                             state.optimizer_steps, local=state.optimizer_steps)
         print(f"[rl] resuming from {ckpt} (iteration {state.iteration})")
-    reward_fn = REWARDS.build(cfg.reward.name, **cfg.reward.kwargs)
+    reward_fn = cfg.reward.build()
     log = MetricsLog(out / "metrics.jsonl") if rank == 0 else None
     if cfg.eval_at_start and cfg.eval_sources and state.iteration == 0:
         start = _evaluate(model, processor, cfg, out, 0)

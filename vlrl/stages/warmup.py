@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import List
 
 from vlrl.config import save_config
-from vlrl.eval import evaluate_samples, full_report, write_report
-from vlrl.models import SamplingParams
-from vlrl.rewards import REWARDS
-from vlrl.trainer import SFTConfig, SFTTrainer, build_or_load, load_data
+from vlrl.data import load_data
+from vlrl.eval.heldout import evaluate_held_out
+from vlrl.rewards.config import RewardConfig, verifier_config
+from vlrl.trainer import SFTConfig, SFTTrainer, build_or_load
 from vlrl.training import SFTDataset, seed_everything
 
 
@@ -29,26 +29,8 @@ from vlrl.training import SFTDataset, seed_everything
 class WarmupConfig(SFTConfig):
     eval_sources: List[str] = field(default_factory=list)  # held-out samples evaluated at the end
     eval_max_new_tokens: int = 256
+    reward: RewardConfig = field(default_factory=verifier_config)  # scores the held-out evaluation
     output_dir: str = "runs/tiny/warmup"
-
-
-def final_eval(model, processor, sources: List[str], max_new_tokens: int, out: Path, title: str,
-               n: int = 1, temperature: float = 0.0) -> dict:
-    """Pass@1 on held-out sources through the evaluation harness, greedy by default, else the mean over
-    ``n`` samples at ``temperature`` (k1.5's "Pass@1 averaged over 8 runs"); report in ``out``."""
-    samples = load_data(sources)
-    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, num_samples=n)
-    # greedy: 64 prompts per generation batch, ~15% faster than 32 on the tiny model with identical answers;
-    # sampled: 32, as measured (the samples depend on how the generator's draws fall over the batch)
-    records = evaluate_samples(model, processor, samples, params, REWARDS.build("math", symbolic=False),
-                               batch_size=64 if temperature == 0 else 32)
-    report = full_report(records)
-    write_report(report, records, out, title)
-    how = "greedy" if temperature == 0 else f"{n} samples at T {temperature:g}"
-    print(f"[eval] held-out pass@1 ({how}) {report['overall']['pass@1']:.3f} -> {out}/eval.md")
-    for name, m in report["by_modality"].items():
-        print(f"[eval]   {name:14s} {m['pass@1']:.3f} ({m['prompts']} prompts, mean {m['mean_tokens']:.0f} tokens)")
-    return report
 
 
 def main(cfg: WarmupConfig) -> Path:
@@ -60,5 +42,6 @@ def main(cfg: WarmupConfig) -> Path:
     trainer = SFTTrainer(cfg, model, processor, dataset, stage="warmup")
     model = trainer.fit()
     if trainer.save_final("Warm-up") and cfg.eval_sources:
-        final_eval(model, processor, cfg.eval_sources, cfg.eval_max_new_tokens, out / "eval", "Warm-up")
+        evaluate_held_out(model, processor, cfg.eval_sources, cfg.eval_max_new_tokens, out / "eval", "Warm-up",
+                          cfg.reward)
     return out

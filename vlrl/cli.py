@@ -70,15 +70,17 @@ def _infer(a: argparse.Namespace) -> None:
 
 def _eval(a: argparse.Namespace) -> None:
     from vlrl.config import load_config
-    from vlrl.stages.evaluate import EvalConfig, main
+    import importlib
 
-    cfg = load_config(EvalConfig, a.config, a.overrides)
+    stage = STAGES["eval"]
+    mod = importlib.import_module(stage.module)
+    cfg = load_config(getattr(mod, stage.schema), a.config, a.overrides)
     for flag, attr in (("model", "model"), ("data", "sources"), ("exclude_ids_from", "exclude_ids_from"),
                        ("n", "n"), ("temperature", "temperature"), ("max_new_tokens", "max_new_tokens"),
                        ("out", "output_dir"), ("batch_size", "batch_size")):
         if getattr(a, flag) not in (None, []):
             setattr(cfg, attr, getattr(a, flag))
-    main(cfg)
+    mod.main(cfg)
 
 
 def _warmup_data(a: argparse.Namespace) -> None:
@@ -185,7 +187,7 @@ def _add_warmup_data(sub) -> None:
 
 def _add_eval(sub) -> None:
     """vlrl eval"""
-    e = sub.add_parser("eval", help="evaluate a model: pass@k, maj@k, accuracy per modality/domain/difficulty",
+    e = sub.add_parser("eval", help=STAGES["eval"].help + ", domain, difficulty",
                        description="Evaluate a saved model on held-out data; writes eval.json, eval.md, eval.png "
                                    "and records.jsonl.", epilog=EPILOG)
     e.add_argument("--model", help="saved model directory")
@@ -256,21 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlrl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_synth(sub)
-    _stage(sub, "align", "vision-language alignment on image descriptions (freezing schedule)", *STAGES["align"])
-    _stage(sub, "curate", "prompt-set curation: tags, evaluability + easy-to-hack filters, model-based "
-           "difficulty, balanced selection", *STAGES["curate"])
-    _stage(sub, "warmup", "supervised training on responses (long-CoT warm-up SFT)", *STAGES["warmup"])
-    _stage(sub, "rl", "RL: Kimi k1.5 online mirror descent (or grpo / rloo), partial rollouts, length penalty",
-           *STAGES["rl"])
-
-    _stage(sub, "long2short", "long2short: model merging, shortest rejection sampling, DPO, long2short RL, and the "
-           "token-efficiency report", *STAGES["long2short"])
-    _stage(sub, "pipeline", "the whole recipe in one run directory: align, warm-up, curation, RL, long2short, "
-           "report (re-running skips finished stages)", *STAGES["pipeline"])
+    for name, stage in STAGES.items():  # the stage table: one subcommand per stage
+        _add_eval(sub) if name == "eval" else _stage(sub, name, stage.help, stage.module, stage.schema)
     _add_merge(sub)
     _add_plot(sub)
     _add_warmup_data(sub)
-    _add_eval(sub)
     _add_infer(sub)
     for name, path in (("encoders", "vlrl.models.encoders:ENCODERS"), ("projectors", "vlrl.models.projectors:PROJECTORS")):
         reg = sub.add_parser(name, help=f"registered {name}").add_subparsers(dest=f"{name}_command", required=True)

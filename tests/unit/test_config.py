@@ -44,9 +44,8 @@ def schema_for(path: Path):
     if path.stem == "model":
         return ModelFile
     stem = {"warmup_short": "warmup"}.get(path.stem, path.stem)
-    module, name = STAGES[stem]
     import importlib
-    return getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module(STAGES[stem].module), STAGES[stem].schema)
 
 
 def test_every_yaml_under_configs_loads():

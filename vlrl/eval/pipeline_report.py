@@ -45,23 +45,46 @@ def _timings(run: Path, stages: Sequence[str]) -> list[str]:
     return rows
 
 
+def _start_step(run: Path, step: str) -> str | None:
+    """The pipeline step whose model this step started from (its resolved ``init_from``), if any."""
+    cfg = run / step / "config.yaml"
+    if not cfg.is_file():
+        return None
+    import yaml
+
+    start = Path(str((yaml.safe_load(cfg.read_text()) or {}).get("init_from") or ""))
+    return start.name if start.parent == run else None
+
+
+def step_section(run: Path, step: str, title: str, labels: dict[str, str]) -> list[str]:
+    """One step's section, from what its stage left in ``run/step``: curves, report plot and tables (or
+    its held-out evaluation), and the held-out accuracy before / after it when it started from an
+    earlier step's model and both were evaluated."""
+    d = run / step
+    lines = [f"## {title}", ""]
+    for png, alt in (("curves.png", f"{step} curves"), ("report.png", step)):
+        if (d / png).is_file():
+            lines += [f"![{alt}]({step}/{png})", ""]
+    for md in (d / "report.md", d / "eval" / "eval.md"):
+        if md.is_file():
+            lines += [_demote(md.read_text()), ""]
+            break
+    start = _start_step(run, step)
+    before, after = (_last_eval(run / start), _last_eval(d)) if start else (None, None)
+    if before and after and not (d / "eval" / "eval.json").is_file():
+        lines += [f"Held-out accuracy per modality before ({labels.get(start, start)}) and after {title}:", "",
+                  *before_after(before, after), ""]
+    return lines if len(lines) > 2 else []
+
+
 def write_pipeline_report(run: Path, stages: Sequence[str]) -> Path:
+    """``run/report.md``: the timings, then one section per step of ``stages`` (names of PIPELINE steps)."""
+    from vlrl.stages import PIPELINE
+
+    labels = {name: step.label for name, step in PIPELINE.items()}
     lines = [f"# vlrl pipeline: {run.name}", "", "## Stages", "", *_timings(run, stages), ""]
-    for stage, title in (("warmup", "Long-CoT warm-up"), ("warmup_short", "Short-CoT warm-up (for merging)")):
-        if (run / stage / "curves.png").is_file():
-            lines += [f"## {title}", "", f"![{stage} curves]({stage}/curves.png)", ""]
-            ev = run / stage / "eval" / "eval.md"
-            lines += [_demote(ev.read_text()), ""] if ev.is_file() else []
-    if (run / "curate" / "report.md").is_file():
-        lines += ["## Curation", "", "![curation](curate/report.png)", "", _demote((run / "curate" / "report.md").read_text()), ""]
-    if (run / "rl" / "metrics.jsonl").is_file():
-        lines += ["## RL", "", "![RL curves](rl/curves.png)", ""]
-        before, after = _last_eval(run / "warmup"), _last_eval(run / "rl")
-        if before and after:
-            lines += ["Held-out accuracy per modality before (warm-up) and after RL:", "", *before_after(before, after), ""]
-    if (run / "long2short" / "report.md").is_file():
-        lines += ["## Long2short", "", "![token efficiency](long2short/report.png)", "",
-                  _demote((run / "long2short" / "report.md").read_text()), ""]
+    for step in stages:
+        lines += step_section(run, step, PIPELINE[step].title, labels)
     out = run / "report.md"
     out.write_text("\n".join(lines) + "\n")
     return out

@@ -19,12 +19,13 @@ from __future__ import annotations
 import importlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Callable, Dict, List
 
 from vlrl.config import load_config, save_config
 from vlrl.distributed import barrier, world
+from vlrl.stages import PIPELINE, STAGES
 
 
 @dataclass
@@ -34,40 +35,21 @@ class StageRun:
     enabled: bool = True
 
 
-def _stages() -> Dict[str, StageRun]:
-    return {name: StageRun(f"configs/tiny/{name}.yaml") for name in
-            ("align", "warmup", "warmup_short", "curate", "rl", "long2short")}
+def _step_field(name: str):
+    return field(default_factory=lambda: StageRun(f"configs/tiny/{name}.yaml"))
 
 
-@dataclass
-class PipelineConfig:
-    name: str = "tiny"
-    root: str = "runs"
-    align: StageRun = field(default_factory=lambda: _stages()["align"])
-    warmup: StageRun = field(default_factory=lambda: _stages()["warmup"])
-    warmup_short: StageRun = field(default_factory=lambda: _stages()["warmup_short"])
-    curate: StageRun = field(default_factory=lambda: _stages()["curate"])
-    rl: StageRun = field(default_factory=lambda: _stages()["rl"])
-    long2short: StageRun = field(default_factory=lambda: _stages()["long2short"])
-
-
-ORDER = ("align", "warmup", "warmup_short", "curate", "rl", "long2short")
-MODULES = {"align": ("align", "AlignConfig"), "warmup": ("warmup", "WarmupConfig"),
-           "warmup_short": ("warmup", "WarmupConfig"), "curate": ("curate", "CurateConfig"),
-           "rl": ("rl", "RLConfig"), "long2short": ("long2short", "Long2ShortConfig")}
+# one field per step of PIPELINE (the table in vlrl/stages/__init__.py), so a new step needs no edit here
+PipelineConfig = make_dataclass("PipelineConfig", [("name", str, "tiny"), ("root", str, "runs")] +
+                                [(step, StageRun, _step_field(step)) for step in PIPELINE])
+PipelineConfig.__doc__ = "``name`` / ``root``: the run directory ``<root>/<name>``; one StageRun per pipeline step."
+PipelineConfig.__module__ = __name__
 
 
 def wiring(run: Path) -> Dict[str, List[str]]:
-    """The overrides that chain the stages by explicit paths inside ``run``."""
-    return {
-        "align": [f"output_dir={run / 'align'}"],
-        "warmup": [f"init_from={run / 'align'}", f"output_dir={run / 'warmup'}"],
-        "warmup_short": [f"init_from={run / 'warmup'}", f"output_dir={run / 'warmup_short'}"],
-        "curate": [f"model={run / 'warmup'}", f"output_dir={run / 'curate'}"],
-        "rl": [f"init_from={run / 'warmup'}", f"sources=[{run / 'curate' / 'data.jsonl'}]", f"output_dir={run / 'rl'}"],
-        "long2short": [f"long_model={run / 'rl'}", f"short_model={run / 'warmup_short'}",
-                       f"output_dir={run / 'long2short'}"],
-    }
+    """The overrides that chain the steps by explicit paths inside ``run``."""
+    dirs = {step: str(run / step) for step in PIPELINE}
+    return {step: [w.format(out=dirs[step], **dirs) for w in spec.wiring] for step, spec in PIPELINE.items()}
 
 
 def run_stage(name: str, spec: StageRun, run: Path, log: Callable[[str], None]) -> float:
@@ -76,9 +58,9 @@ def run_stage(name: str, spec: StageRun, run: Path, log: Callable[[str], None]) 
     if (out / ".done").exists():
         log(f"{name}: done earlier, skipped")
         return 0.0
-    module, schema = MODULES[name]
-    mod = importlib.import_module(f"vlrl.stages.{module}")
-    cfg = load_config(getattr(mod, schema), spec.config, [*wiring(run)[name], *spec.overrides])
+    stage = STAGES[PIPELINE[name].stage]
+    mod = importlib.import_module(stage.module)
+    cfg = load_config(getattr(mod, stage.schema), spec.config, [*wiring(run)[name], *spec.overrides])
     log(f"{name}: {spec.config} -> {out}")
     t = time.time()
     mod.main(cfg)
@@ -100,14 +82,14 @@ def main(cfg: PipelineConfig) -> Path:
             print(f"[pipeline] {msg}", flush=True)
 
     t0 = time.time()
-    for name in ORDER:
+    for name in PIPELINE:
         spec = getattr(cfg, name)
         if spec.enabled:
             spent = run_stage(name, spec, run, log)
             if spent:
                 log(f"{name}: finished in {spent / 60:.1f} min")
     if world()[0] == 0:
-        report = write_pipeline_report(run, [n for n in ORDER if getattr(cfg, n).enabled])
+        report = write_pipeline_report(run, [n for n in PIPELINE if getattr(cfg, n).enabled])
         log(f"all stages done in {(time.time() - t0) / 60:.1f} min; report: {report}")
     barrier()
     return run

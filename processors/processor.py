@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from processors.chat import FALLBACK_TEMPLATE, build_messages
+from processors.chat import FALLBACK_TEMPLATE, PlaceholderError, build_messages
 from processors.image import ImageTransform, load_image
 
 CONFIG_NAME = "processor_config.json"
@@ -122,7 +122,7 @@ class MultimodalProcessor:
         prompt_ids = self.tokenize(self.prompt_text(sample, system_prompt))
         n_placeholders = prompt_ids.count(self.image_token_id)
         if n_placeholders != len(sample.images):
-            raise ValueError(
+            raise PlaceholderError(
                 f"sample '{sample.id}': {n_placeholders} image placeholder token(s) after tokenization but "
                 f"{len(sample.images)} image(s); the chat template or system prompt must not contain "
                 f"'{self.image_token}'"

@@ -50,8 +50,8 @@ class SFTConfig:
     phases: List[PhaseConfig] = field(default_factory=lambda: [PhaseConfig()])
     batch_size: int = 32  # global batch (all processes, one accumulation step)
     num_workers: int = 0  # data-loader worker processes (images are decoded there)
-    # batches of similar length (less padding: the tiny warm-up ran 1.6x faster), but on the tiny warm-up
-    # it also kept text pass@1 at 0.12 where random batches reached 0.57 in the same 1200 steps: off
+    # batches of similar length: less padding, but every batch is then of one length (and so mostly of one
+    # task), which can hurt learning (docs/results.md has the tiny warm-up's numbers): off by default
     group_by_length: bool = False
     # each batch is sorted by length and run as this many micro-batches, each padded to its own longest
     # row: the same gradient as the whole batch (losses weighted by token share), with less padding

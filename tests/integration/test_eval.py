@@ -48,3 +48,30 @@ def test_greedy_answers_do_not_depend_on_the_generation_batch(sft_tiny):
     runs = [evaluate_samples(model, proc, samples, params, REWARDS.build("math", symbolic=False), batch_size=b,
                              progress=False) for b in (3, 17)]
     assert [r.responses for r in runs[0]] == [r.responses for r in runs[1]]
+
+
+def test_a_registered_reward_scores_the_held_out_evaluation_of_every_stage(saved_tiny, tmp_path):
+    """Extension point: a reward registered in one place is what a stage's ``reward:`` key builds, for
+    training (RL's ``cfg.reward.build()``) and for its held-out evaluation alike. Here a reward that
+    accepts any response: the untrained model is always right under it, never under the verifier."""
+    from vlrl.eval.heldout import evaluate_held_out
+    from vlrl.models import load_pretrained
+    from vlrl.rewards import REWARDS, RewardConfig, RewardResult
+    from vlrl.stages.rl import RLConfig
+
+    if "anything_goes" not in REWARDS.keys():
+        @REWARDS.register("anything_goes", origin="tests")
+        def _build(**_):
+            return lambda response, sample: RewardResult(1.0, extracted=response[:8])
+
+    try:
+        model, proc = load_pretrained(saved_tiny)
+        src = ["synth:arithmetic?n=4&seed=999&levels=1"]
+        cfg = RLConfig(reward=RewardConfig(name="anything_goes"))
+        assert cfg.reward.build()("1", None).reward == 1.0  # what RL trains on
+        custom = evaluate_held_out(model, proc, src, 4, tmp_path / "a", "t", cfg.reward)
+        default = evaluate_held_out(model, proc, src, 4, tmp_path / "b", "t")
+        assert custom["overall"]["pass@1"] == 1.0 and default["overall"]["pass@1"] < 1.0
+    finally:  # the registry is global: leave it as the other tests expect it
+        REWARDS._builders.pop("anything_goes", None)
+        REWARDS._origin.pop("anything_goes", None)

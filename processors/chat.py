@@ -21,10 +21,10 @@ def build_messages(sample: Any, image_token: str, system_prompt: str | None = No
     """Turn a Sample into chat messages with exactly one ``image_token`` per image.
 
     If the text has no placeholders, the images go first in the (first) user turn, LLaVA style; if it has
-    some, their number must equal the number of images.
+    some, they stay where they are (``MultimodalProcessor.encode`` checks their number).
 
     Raises:
-        PlaceholderError: placeholder count differs from the image count (names sample and both counts).
+        PlaceholderError: images but no user message, or an assistant turn last.
     """
     n = len(sample.images)
     if sample.messages:
@@ -41,10 +41,8 @@ def build_messages(sample: Any, image_token: str, system_prompt: str | None = No
         if first_user is None:
             raise PlaceholderError(f"sample '{sample.id}': has {n} image(s) but no user message to put them in")
         first_user["content"] = image_token * n + "\n" + first_user["content"]
-    elif found != n:
-        raise PlaceholderError(
-            f"sample '{sample.id}': the text has {found} '{image_token}' placeholder(s) but the sample has {n} image(s)"
-        )
+    # a count that still differs from the images is caught once, after tokenization, by
+    # MultimodalProcessor.encode (where the chat template and system prompt are included too)
     if system_prompt and not any(m.get("role") == "system" for m in messages):
         messages.insert(0, {"role": "system", "content": system_prompt})
     return messages

@@ -123,9 +123,9 @@ class MultimodalProcessor:
         n_placeholders = prompt_ids.count(self.image_token_id)
         if n_placeholders != len(sample.images):
             raise PlaceholderError(
-                f"sample '{sample.id}': {n_placeholders} image placeholder token(s) after tokenization but "
-                f"{len(sample.images)} image(s); the chat template or system prompt must not contain "
-                f"'{self.image_token}'"
+                f"sample '{sample.id}': {n_placeholders} '{self.image_token}' placeholder(s) in the prompt but "
+                f"{len(sample.images)} image(s); put one '{self.image_token}' per image in the text (or none: "
+                f"the images then go first), and keep it out of the chat template and system prompt"
             )
         prompt_ids = self._expand(prompt_ids)
         if len(prompt_ids) > self.max_length:

@@ -22,6 +22,11 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
+def is_main() -> bool:
+    """The main process (rank 0; the only one in a plain run): the one that writes files and logs."""
+    return world()[0] == 0
+
+
 def init_from_launcher() -> None:
     """Join the process group ``accelerate launch`` / ``torchrun`` set up in the environment (no-op in a
     plain run). On a machine without GPUs the processes use gloo (accelerate only does that when asked

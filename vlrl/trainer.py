@@ -23,9 +23,9 @@ from tqdm import tqdm
 from processors.collate import collate_sft
 from vlrl.checkpoint import latest_checkpoint, load_checkpoint_state, save_checkpoint
 from vlrl.config import DataConfig, ModelConfig, OptimConfig, to_dict
-from vlrl.distributed import accelerator, all_sum
+from vlrl.distributed import accelerator, all_sum, is_main
 from vlrl.eval.curves import plot_curves
-from vlrl.models.builder import save_pretrained
+from vlrl.models.builder import WEIGHTS_NAME, save_pretrained
 from vlrl.models.trainable import MODULES, set_trainable
 from vlrl.training import (BatchStream, MetricsLog, ResumableBatchSampler, SFTDataset, build_optimizer,
                            build_scheduler, rng_state, set_rng_state)
@@ -108,7 +108,7 @@ class SFTTrainer:
         self.stream = BatchStream(dataset, lambda items: collate_sft(items, processor.pad_token_id), sampler,
                                   cfg.num_workers)
         self.step, self.resumed = 0, None
-        self.log = MetricsLog(self.out / "metrics.jsonl") if self.accel.is_main_process else None
+        self.log = MetricsLog(self.out / "metrics.jsonl") if is_main() else None
 
     def _maybe_resume(self) -> dict | None:
         ckpt = latest_checkpoint(self.out) if self.cfg.resume else None
@@ -117,7 +117,7 @@ class SFTTrainer:
         from safetensors.torch import load_model
 
         state, tensors = load_checkpoint_state(ckpt)
-        load_model(self.model, str(ckpt / "model.safetensors"), strict=True, device=str(self.accel.device))
+        load_model(self.model, str(ckpt / WEIGHTS_NAME), strict=True, device=str(self.accel.device))
         self.stream.load_state_dict(state["data"])
         set_rng_state(tensors["rng"])
         self.step, self.resumed = int(state["step"]), ckpt
@@ -126,7 +126,7 @@ class SFTTrainer:
 
     def _checkpoint(self, phase: int, opt, sched) -> None:
         self.accel.wait_for_everyone()
-        if self.accel.is_main_process:
+        if is_main():
             tensors = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_state()}
             state = {"step": self.step, "phase": phase, "data": self.stream.state_dict()}
             save_checkpoint(self.out, self.accel.unwrap_model(self.model), self.processor, tensors, state,
@@ -135,7 +135,7 @@ class SFTTrainer:
     def fit(self) -> torch.nn.Module:
         """Run the remaining phases; return the unwrapped model."""
         tensors = self._maybe_resume()
-        if self.accel.is_main_process and _trackers(self.cfg):
+        if is_main() and _trackers(self.cfg):
             self.accel.init_trackers(self.stage, config=_flat(to_dict(self.cfg)))
         stop_at = self.step + self.cfg.max_steps_per_run if self.cfg.max_steps_per_run else None
         start = 0
@@ -145,7 +145,7 @@ class SFTTrainer:
                 self._run_phase(i, phase, start, end, tensors, stop_at)
                 tensors = None  # optimizer state only belongs to the phase it was saved in
             start = end
-        if self.accel.is_main_process:
+        if is_main():
             # not accel.end_training(): it also destroys the process group, which the other processes
             # (and the stage's own later collectives) still use; vlrl tears it down at exit
             for tracker in self.accel.trackers:
@@ -156,7 +156,7 @@ class SFTTrainer:
     def save_final(self, title: str, curves: tuple = ("loss", "lr", "grad_norm", "tokens_per_s")) -> bool:
         """On the main process of a finished run: save the model to ``output_dir`` and plot its curves.
         Returns whether this process saved (a run stopped by ``max_steps_per_run`` saves only checkpoints)."""
-        if not (self.accel.is_main_process and self.step >= sum(p.steps for p in self.cfg.phases)):
+        if not (is_main() and self.step >= sum(p.steps for p in self.cfg.phases)):
             return False
         model = self.accel.unwrap_model(self.model)
         save_pretrained(model, self.processor, self.out)
@@ -176,7 +176,7 @@ class SFTTrainer:
         model, opt = self.accel.prepare(self.model, opt)
         model.train()
         bar = tqdm(range(self.step, end), desc=f"{self.stage} phase {index + 1}/{len(cfg.phases)} "
-                   f"[{'+'.join(phase.train)}]", disable=not self.accel.is_main_process, mininterval=1.0)
+                   f"[{'+'.join(phase.train)}]", disable=not is_main(), mininterval=1.0)
         t0, tokens = time.time(), 0
         for _ in bar:
             loss, grad_norm, n_tok = self._train_step(model, opt, sched)

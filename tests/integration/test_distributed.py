@@ -63,6 +63,20 @@ def test_rl_stage_under_two_processes_gathers_every_trajectory(sft_tiny, tmp_pat
     assert "resuming from" in proc.stdout and len((out / "metrics.jsonl").read_text().splitlines()) == 3
 
 
+def test_rl_stage_under_two_processes_with_empty_shards(sft_tiny, tmp_path):
+    """Partial rollouts with a 1-token budget: in the first iteration no trajectory finishes on either
+    process, so both shards are empty objects; the sync phase still runs its collectives, the update is
+    skipped on both, and later iterations train on what finished."""
+    out = tmp_path / "rl"
+    launch(2, "-m", "vlrl.cli", "rl", "--config", "configs/tiny/rl.yaml", f"init_from={sft_tiny}", f"output_dir={out}",
+           "sources=[synth:shapes?n=30&seed=2&levels=1-2,synth:arithmetic?n=30&seed=2&levels=1]", "eval_sources=[]",
+           "prompts_per_iteration=2", "rollout.k=2", "rollout.budget=1", "rollout.max_response_tokens=3",
+           "rollout.max_age=4", "minibatch_size=4", "save_every=0", "iterations=4", port=29534)
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["trajectories"] == 0 and rows[0]["buffer"] == 4 and "loss" not in rows[0]
+    assert any(r["trajectories"] > 0 and "loss" in r for r in rows[1:])
+
+
 def _weights(directory: Path) -> dict:
     from safetensors.torch import load_file
 

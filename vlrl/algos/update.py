@@ -103,13 +103,13 @@ def policy_update(model, batch, rewards: torch.Tensor | None, group: torch.Tenso
                   hyper: dict[str, Any], opt, cfg: UpdateConfig, sampled: torch.Tensor | None = None,
                   scheduler=None) -> dict:
     """``cfg.passes`` passes of optimizer steps over this process's ``batch`` (B responses; B may differ per
-    process, and be 0: ``batch`` None). Returns the last step's loss metrics, loss, grad norm and mean
+    process, and be 0: an empty batch, or None). Returns the last step's loss metrics, loss, grad norm and mean
     token entropy, the optimizer steps taken, the approximate KL of the last minibatch scored, and with
     ``sampled`` (the sampler's log-probs, see ``sampling_mismatch``) how far the loss's starting log-probs
     are from them. ``scheduler`` (optional) steps after every optimizer step. Collective under several
     processes.
     """
-    B = len(batch) if batch is not None else 0
+    B = len(batch) if batch is not None else 0  # an empty process still joins every collective below
     n_mb = max(1, math.ceil(all_sum([float(B)])[0] / cfg.minibatch_size))
     micro = max(1, min(cfg.micro_batch_size, cfg.minibatch_size))
     ref = _reference(model, batch, micro, cfg.temperature) if B else None

@@ -23,6 +23,7 @@ from typing import Mapping, Sequence
 import torch
 from tqdm import tqdm
 
+from vlrl.models.builder import WEIGHTS_NAME
 from vlrl.models.generation import SamplingParams, generate_texts
 from vlrl.rewards.base import RewardFn
 from vlrl.types import Sample
@@ -42,7 +43,7 @@ class ProbeConfig:
 
 def model_identity(model_dir: str | Path) -> str:
     """Path + size + mtime of the weights file: changes whenever the model is retrained."""
-    f = Path(model_dir) / "model.safetensors"
+    f = Path(model_dir) / WEIGHTS_NAME
     st = f.stat()
     return f"{f.resolve()}:{st.st_size}:{st.st_mtime_ns}"
 

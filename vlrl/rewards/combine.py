@@ -32,8 +32,8 @@ def score_trajectories(texts: Sequence[str], samples: Sequence, lengths: Sequenc
     """
     results = [reward_fn(t, s) for t, s in zip(texts, samples)]
     ids = {sid: n for n, sid in enumerate(dict.fromkeys(s.id for s in samples))}
-    group = torch.tensor([ids[s.id] for s in samples])
-    correct = torch.tensor([r.reward >= 1.0 for r in results])
+    group = torch.tensor([ids[s.id] for s in samples], dtype=torch.long)
+    correct = torch.tensor([r.reward >= 1.0 for r in results], dtype=torch.bool)
     lens = torch.tensor(list(lengths), dtype=torch.float32)
     rewards = torch.tensor([r.reward for r in results], dtype=torch.float32)
     if length_weight:

@@ -6,10 +6,9 @@ true.
 A false equation the model retracts itself (a later ``a + b is not c`` for the same ``a + b`` and ``c``:
 a caught slip) does not count. A correct answer reached through a false step gets ``inconsistent_reward``.
 
-Why: outcome-only rewards reinforce right answers reached for wrong reasons. On the tiny warm-up model,
-63% of the correct temperature-1 arithmetic samples stated a false equation on the way (34% of the greedy
-ones; image counting 15% and 8%), while none of the warm-up's 3,600 teacher traces do. RL on the plain
-answer check rewards those samples as much as sound ones.
+Why: outcome-only rewards reinforce right answers reached for wrong reasons. A small model's sampled chains
+often state a false equation on the way to a right answer, which teacher traces never do (the tiny model's
+rates are in docs/results.md); RL on the plain answer check rewards those samples as much as sound ones.
 
     reward: {name: math_steps, kwargs: {symbolic: false, inconsistent_reward: 0.0}}
 """

@@ -15,6 +15,9 @@ def scoring_batch(processor: MultimodalProcessor, trajs: Sequence[Trajectory], i
                   mask_old_segments: bool) -> Batch:
     """Prompt + full response (all segments) as context; ``response_mask`` is False on the prompt, the
     padding and, with ``mask_old_segments``, on tokens written by earlier iterations' policies."""
+    if not trajs:  # a process with nothing to train on this iteration still takes part in the update
+        return Batch(torch.zeros(0, 1, dtype=torch.long), torch.zeros(0, 1, dtype=torch.long), None, [],
+                     response_mask=torch.zeros(0, 1, dtype=torch.bool))
     enc = [processor.encode(t.sample, t.tokens, add_eos=False) for t in trajs]
     batch = collate_scoring(enc, processor.pad_token_id)
     for i, (e, t) in enumerate(zip(enc, trajs)):

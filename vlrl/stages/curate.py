@@ -27,6 +27,7 @@ from vlrl.curation import (DEFAULT_DISCIPLINES, DEFAULT_DOMAINS, ProbeCache, Pro
 from vlrl.curation.report import distribution, kind_check, write_report
 from vlrl.curation.tags import model_domains
 from vlrl.data import load_data
+from vlrl.distributed import is_main
 from vlrl.rewards.config import RewardConfig, verifier_config
 
 
@@ -107,7 +108,7 @@ def _probe_all(accel, model, processor, samples, cfg: ProbeConfig, reward_fn, ca
     """Each process probes its shard (cached), then every process reads all shards from the cache."""
     cache = ProbeCache(cache_dir, mode, accel.process_index)
     mine = samples[accel.process_index :: accel.num_processes]
-    probe(model, processor, mine, cfg, reward_fn, cache, model_id, seed, desc=mode, progress=accel.is_main_process)
+    probe(model, processor, mine, cfg, reward_fn, cache, model_id, seed, desc=mode, progress=is_main())
     accel.wait_for_everyone()
     cache.reload()
     return probe(model, processor, samples, cfg, reward_fn, cache, model_id, seed, progress=False)
@@ -147,7 +148,7 @@ def main(cfg: CurateConfig) -> dict:
     from vlrl.models import load_pretrained
 
     accel, out = accelerator(), Path(cfg.output_dir)
-    if accel.is_main_process:
+    if is_main():
         save_config(cfg, out / "config.yaml")
     pool = load_data(cfg.sources)
     needs_model = cfg.hack.enabled or cfg.difficulty.enabled or cfg.tagger.model_based
@@ -177,8 +178,8 @@ def main(cfg: CurateConfig) -> dict:
     if cfg.selection.target:
         selected, sel_report = balanced_select(funnel.kept, cfg.selection.target, cfg.selection.by,
                                                cfg.selection.proportions, cfg.selection.fill, cfg.seed)
-    rep = _write(out, cfg, pool, funnel, selected, sel_report) if accel.is_main_process else {}
-    if accel.is_main_process:
+    rep = _write(out, cfg, pool, funnel, selected, sel_report) if is_main() else {}
+    if is_main():
         print("[curate] " + " -> ".join(f"{step} {n}" for step, n in rep["funnel"]))
         print(f"[curate] {len(selected)} prompts -> {out / 'data.jsonl'} (report: {out / 'report.md'})")
     if not selected:

@@ -28,7 +28,7 @@ import torch
 
 from vlrl.algos.merge import merge_models
 from vlrl.config import OptimConfig, save_config
-from vlrl.distributed import barrier, gather_objects, init_from_launcher, world
+from vlrl.distributed import barrier, gather_objects, init_from_launcher, is_main, world
 from vlrl.eval.metrics import PromptRecord
 from vlrl.models.builder import CONFIG_NAME, WEIGHTS_NAME
 from vlrl.rewards.config import RewardConfig, verifier_config
@@ -76,7 +76,8 @@ class L2SRLConfig:
     # the models >= min_token_cut shorter than long; long if none), or long / short / merge / shortest_rs / dpo
     start: str = "best"
     min_token_cut: float = 0.4
-    # weight 1.0 (length reward as large as correctness) lost 10 points on the tiny model; 0.2 kept accuracy
+    # a length weight as large as correctness (1.0) trades accuracy for brevity; 0.2 keeps correctness first
+    # (the tiny model's numbers: docs/results.md)
     overrides: List[str] = field(default_factory=lambda: ["length_penalty.weight=0.2", "rollout.max_response_tokens=128"])
 
 
@@ -117,10 +118,10 @@ def sample_records(model_dir: str, cfg: Long2ShortConfig, cache: Path) -> tuple[
         s = cfg.sample
         params = SamplingParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature, num_samples=s.n)
         mine = evaluate_samples(model, processor, samples[rank::n], params, cfg.reward.build(),
-                                s.batch_size, cfg.seed + rank, progress=rank == 0)
+                                s.batch_size, cfg.seed + rank, progress=is_main())
         shards = gather_objects([asdict(r) for r in mine])
         records = [shards[i % n][i // n] for i in range(len(samples))]  # back to prompt order
-        if rank == 0:
+        if is_main():
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_suffix(".tmp")
             tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -141,7 +142,7 @@ def run_shortest_rs(cfg: Long2ShortConfig, base: str, samples_cache: Path, out: 
         raise ValueError(f"shortest_rs: no prompt has a correct response among {cfg.sample.n} samples from {base}")
 
     data = out / "data" / "data.jsonl"
-    if world()[0] == 0:
+    if is_main():
         write_dataset(sft, out / "data")
         print(f"[shortest_rs] {len(sft)} of {len(records)} prompts have a correct response -> {data}")
     barrier()
@@ -186,7 +187,7 @@ def run_dpo(cfg: Long2ShortConfig, samples_cache: Path, out: Path) -> None:
                           UpdateConfig(passes=cfg.dpo.epochs, minibatch_size=cfg.dpo.minibatch_size,
                                        micro_batch_size=cfg.dpo.micro_batch_size, grad_clip=cfg.dpo.optim.grad_clip))
     print("[dpo] last step: " + ", ".join(f"{k} {v:.3f}" for k, v in stats.items()))
-    if rank == 0:
+    if is_main():
         save_pretrained(model, processor, out)
 
 
@@ -200,12 +201,12 @@ def run_rl(cfg: Long2ShortConfig, models: dict[str, str], out: Path) -> None:
         start = best_efficiency(evaluate_models(cfg, models, out.parent), "long", cfg.rl.min_token_cut)
     elif start not in models:
         raise ValueError(f"long2short: rl.start '{start}' is not 'best' or one of the models so far {sorted(models)}")
-    if world()[0] == 0:
+    if is_main():
         print(f"[long2short] rl starts from '{start}' ({models[start]})")
     rcfg = load_config(rl.RLConfig, cfg.rl.config, [*cfg.rl.overrides, f"init_from={models[start]}",
                                                      f"output_dir={out}", "eval_sources=[]"])
     rl.main(rcfg)
-    if world()[0] == 0:
+    if is_main():
         (out / "start.txt").write_text(f"{start}\n{models[start]}\n")
 
 
@@ -238,7 +239,7 @@ def evaluate_models(cfg: Long2ShortConfig, models: dict[str, str], out: Path) ->
     from vlrl.models import load_pretrained
     from vlrl.eval import heldout
 
-    if world()[0] == 0:
+    if is_main():
         for name, path in models.items():
             cached = out / "eval" / name / "eval.json"
             if cached.is_file():
@@ -261,11 +262,11 @@ def efficiency(cfg: Long2ShortConfig, models: dict[str, str], out: Path) -> dict
     from vlrl.eval.efficiency import write_efficiency_report
 
     reports = evaluate_models(cfg, models, out)
-    if world()[0] == 0:
+    if is_main():
         write_efficiency_report(reports, out, "long")
     barrier()
     result = json.loads((out / "report.json").read_text())
-    if world()[0] != 0:
+    if not is_main():
         return result
     print(f"[long2short] token-efficiency report -> {out / 'report.md'}")
     for name, row in result["relative"].get("overall", {}).items():
@@ -293,7 +294,7 @@ def _run_method(method: str, cfg: Long2ShortConfig, models: dict[str, str], out:
 
     d = out / method
     if method == "merge":
-        if world()[0] == 0:
+        if is_main():
             merge_models([cfg.long_model, cfg.short_model], d, cfg.merge.weights, cfg.merge.modules)
     elif method == "shortest_rs":
         src = cfg.shortest_rs.sample_from
@@ -311,7 +312,7 @@ def main(cfg: Long2ShortConfig) -> dict:
     _check(cfg)
     init_from_launcher()
     out = Path(cfg.output_dir)
-    if world()[0] == 0:
+    if is_main():
         save_config(cfg, out / "config.yaml")
     models = {"long": cfg.long_model, **({"short": cfg.short_model} if cfg.short_model else {})}
     for method in [m for m in METHODS if m in cfg.methods]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Dict, List
 
 from vlrl.config import load_config, save_config
-from vlrl.distributed import barrier, world
+from vlrl.distributed import barrier, is_main
 from vlrl.stages import PIPELINE, STAGES
 
 
@@ -65,7 +65,7 @@ def run_stage(name: str, spec: StageRun, run: Path, log: Callable[[str], None]) 
     t = time.time()
     mod.main(cfg)
     barrier()
-    if world()[0] == 0:
+    if is_main():
         (out / ".done").write_text(json.dumps({"seconds": round(time.time() - t, 1)}))
     return time.time() - t
 
@@ -74,11 +74,11 @@ def main(cfg: PipelineConfig) -> Path:
     from vlrl.eval.pipeline_report import write_pipeline_report
 
     run = Path(cfg.root) / cfg.name
-    if world()[0] == 0:
+    if is_main():
         save_config(cfg, run / "pipeline.yaml")
 
     def log(msg: str) -> None:
-        if world()[0] == 0:
+        if is_main():
             print(f"[pipeline] {msg}", flush=True)
 
     t0 = time.time()
@@ -88,7 +88,7 @@ def main(cfg: PipelineConfig) -> Path:
             spent = run_stage(name, spec, run, log)
             if spent:
                 log(f"{name}: finished in {spent / 60:.1f} min")
-    if world()[0] == 0:
+    if is_main():
         report = write_pipeline_report(run, [n for n in PIPELINE if getattr(cfg, n).enabled])
         log(f"all stages done in {(time.time() - t0) / 60:.1f} min; report: {report}")
     barrier()

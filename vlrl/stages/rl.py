@@ -31,7 +31,7 @@ from vlrl.checkpoint import latest_checkpoint, load_checkpoint_state, save_check
 from vlrl.config import OptimConfig, save_config
 from vlrl.eval.curves import plot_curves
 from vlrl.models import load_pretrained, save_pretrained
-from vlrl.rewards.combine import score_trajectories
+from vlrl.rewards.combine import ScoredBatch, score_trajectories
 from vlrl.rewards.length import length_penalty_weight
 from vlrl.rollout import ReplayBuffer, RolloutConfig, rollout
 from vlrl.rollout.scoring import sampled_logprobs, scoring_batch
@@ -40,7 +40,7 @@ from vlrl.eval.heldout import evaluate_held_out
 from vlrl.models.builder import WEIGHTS_NAME
 from vlrl.models.trainable import MODULES, set_trainable
 from vlrl.rewards.config import RewardConfig, verifier_config
-from vlrl.distributed import all_sum, barrier, gather_objects, init_from_launcher, world
+from vlrl.distributed import all_sum, barrier, gather_objects, init_from_launcher, is_main, world
 from vlrl.training import (MetricsLog, OptimizerSchedule, build_optimizer, rng_state, seed_everything,
                            set_rng_state)
 
@@ -122,10 +122,9 @@ def update_config(cfg: RLConfig) -> UpdateConfig:
 
 def train_on(model, batch, scored, cfg: RLConfig, opt, sampled=None, scheduler=None) -> dict:
     """The iteration's update (``vlrl.algos.update.policy_update``) with this config's loss and sizes;
-    ``batch``, ``scored`` and ``sampled`` (the sampler's log-probs) are None on a process with no
-    trajectories to train on this iteration."""
-    rewards, group = (scored.rewards, scored.group) if scored is not None else (None, None)
-    return policy_update(model, batch, rewards, group, LOSSES.get(cfg.loss.name),
+    ``batch`` and ``scored`` may be empty (a process with no trajectories to train on this iteration),
+    ``sampled`` holds the sampler's log-probs."""
+    return policy_update(model, batch, scored.rewards, scored.group, LOSSES.get(cfg.loss.name),
                          cfg.loss.kwargs.get(cfg.loss.name, {}), opt, update_config(cfg), sampled, scheduler)
 
 
@@ -197,7 +196,7 @@ class RLState:
         (with the optimizer state, which a run without per-iteration reset carries across iterations)."""
         buffers = gather_objects(self.buffer.state_dict())
         gens = gather_objects(self.rollout_gen.get_state())
-        if world()[0] == 0:
+        if is_main():
             tensors = {"rng": rng_state(), "generator": self.generator.get_state(), **self.tracker.state_dict(),
                        **{f"rollout_gen.{r}": g for r, g in enumerate(gens)}}
             if opt is not None:
@@ -251,12 +250,23 @@ def total_optimizer_steps(cfg: RLConfig) -> int:
     return cfg.iterations * cfg.steps_per_iteration * per_pass
 
 
-def run_iteration(model, processor, samples, state: RLState, cfg: RLConfig, reward_fn) -> dict:
-    """One iteration on this process's shard of the prompts (every process draws the same prompts and
-    takes every world-th one). Collective under several processes."""
-    it, times = state.iteration, {}
+@dataclass
+class Shard:
+    """This process's part of one iteration: the trajectories that finished, their scores, and per
+    trajectory whether its prompt was drawn for the first time this iteration. Empty (never None) when
+    every prompt of the process went back to the replay buffer."""
+
+    trajs: list
+    scored: ScoredBatch
+    fresh: list[bool]
+
+
+def _local_phase(model, processor, samples, state: RLState, cfg: RLConfig, reward_fn) -> tuple[Shard, float, dict]:
+    """No collectives: draw the iteration's prompts (every process draws the same ones and takes every
+    world-th), roll them out (plus the buffer's continuations) and score what finished. Returns the
+    shard, the length-penalty weight and the phase times."""
+    it, times, t = state.iteration, {}, time.time()
     rank, n_proc = world()
-    t = time.time()
     idx = sample_prompts(cfg.prompts_per_iteration, [s.difficulty for s in samples], state.tracker.rates, it,
                          cfg.sampling.strategy, cfg.sampling.curriculum, cfg.sampling.floor, state.generator,
                          state.tracker.drawn if cfg.sampling.no_repeat else None)
@@ -264,36 +274,55 @@ def run_iteration(model, processor, samples, state: RLState, cfg: RLConfig, rewa
     trajs = rollout(model, processor, [samples[i] for i in idx[rank::n_proc]], state.buffer, it, cfg.rollout,
                     state.rollout_gen)
     times["rollout"], t = time.time() - t, time.time()
-    scored, weight = _score(processor, trajs, it, cfg, reward_fn) if trajs else (None, 0.0)
-    _update_tracker(state, trajs, scored)  # collective: called on every process, even with no trajectories
-    train_trajs, train_scored, groups = keep_informative(trajs, scored) if trajs else ([], None, (0, 0))
-    if not cfg.sampling.skip_equal_groups:
-        train_trajs, train_scored = trajs, scored
-    times["reward"], t = time.time() - t, time.time()
-    stats = {}
-    if all_sum([float(len(train_trajs))])[0] > 0:
-        opt, sched = state.optimizer(model, cfg)
-        model.train()
-        batch = scoring_batch(processor, train_trajs, it, cfg.mask_old_segments).to(model.device) if train_trajs else None
-        sampled = sampled_logprobs(train_trajs, batch, it) if train_trajs else None
-        stats = train_on(model, batch, train_scored if train_trajs else None, cfg, opt, sampled, sched)
-        state.optimizer_steps = sched.done
-        stats["lr"] = opt.param_groups[0]["lr"]
+    scored, weight = _score(processor, trajs, it, cfg, reward_fn)
+    times["reward"] = time.time() - t
+    return Shard(trajs, scored, [x.started == it and x.sample.id in first for x in trajs]), weight, times
+
+
+def _sync_phase(state: RLState, shard: Shard, cfg: RLConfig) -> tuple[Shard, list[tuple], list[float]]:
+    """Every collective before the update, called on every process in this order: success rates into
+    every process's tracker, the per-trajectory records, the counters. Returns the shard to train on
+    (without all-equal groups under ``skip_equal_groups``), every process's records and the summed
+    counters (zero-variance groups, groups, buffer size, expired, verifier errors, trajectories to train)."""
+    _update_tracker(state, shard.trajs, shard.scored)
+    kept_trajs, kept_scored, groups = keep_informative(shard.trajs, shard.scored)
+    train = Shard(kept_trajs, kept_scored, []) if cfg.sampling.skip_equal_groups else shard
+    local = [(x.sample.modality, float(shard.scored.rewards[i]), bool(shard.scored.correct[i]), len(x.tokens),
+              shard.fresh[i]) for i, x in enumerate(shard.trajs)]
+    records = [r for part in gather_objects(local) for r in part]
+    sums = all_sum([*groups, len(state.buffer), state.buffer.expired, len(shard.scored.errors), len(train.trajs)])
+    return train, records, sums
+
+
+def _train(model, processor, train: Shard, state: RLState, cfg: RLConfig) -> dict:
+    """The iteration's update on this process's trajectories (possibly none). Collective."""
+    opt, sched = state.optimizer(model, cfg)
+    model.train()
+    batch = scoring_batch(processor, train.trajs, state.iteration, cfg.mask_old_segments).to(model.device)
+    sampled = sampled_logprobs(train.trajs, batch, state.iteration)
+    stats = train_on(model, batch, train.scored, cfg, opt, sampled, sched)
+    state.optimizer_steps = sched.done
+    return {**stats, "lr": opt.param_groups[0]["lr"]}
+
+
+def run_iteration(model, processor, samples, state: RLState, cfg: RLConfig, reward_fn) -> dict:
+    """One iteration: a local phase (draw, roll out, score), one sync phase, then the update (skipped
+    on every process when no process has a trajectory to train on). Collective under several processes."""
+    shard, weight, times = _local_phase(model, processor, samples, state, cfg, reward_fn)
+    train, records, sums = _sync_phase(state, shard, cfg)
+    t = time.time()
+    stats = _train(model, processor, train, state, cfg) if sums[5] > 0 else {}
     times["train"] = time.time() - t
-    records = [(x.sample.modality, float(scored.rewards[i]), bool(scored.correct[i]), len(x.tokens),
-                x.started == it and x.sample.id in first) for i, x in enumerate(trajs)]
-    records = [r for part in gather_objects(records) for r in part]
-    sums = all_sum([*groups, len(state.buffer), state.buffer.expired, len(scored.errors) if trajs else 0])
     if not records:
         return {"trajectories": 0, "buffer": int(sums[2])}
     metrics = iteration_metrics(records, (sums[0], sums[1]), (sums[2], sums[3]), times, int(sums[4]))
-    return {**metrics, **stats, "length_weight": weight, "processes": n_proc}
+    return {**metrics, **stats, "length_weight": weight, "processes": world()[1]}
 
 
 def _evaluate(model, processor, cfg: RLConfig, out: Path, iteration: int) -> dict:
     """Held-out evaluation on the main process (the others wait)."""
     metrics: dict = {}
-    if world()[0] == 0:
+    if is_main():
         d = out / "eval" / f"iter-{iteration}"
         runs = [("eval", d, 1, 0.0)]
         if cfg.eval_samples > 0:
@@ -315,7 +344,7 @@ def main(cfg: RLConfig) -> Path:
                          f"of processes ({n_proc}): prompts are sharded over processes")
     seed_everything(cfg.seed)
     out = Path(cfg.output_dir)
-    if rank == 0:
+    if is_main():
         save_config(cfg, out / "config.yaml")
     from accelerate import PartialState
 
@@ -333,7 +362,7 @@ def main(cfg: RLConfig) -> Path:
                                             state.optimizer_steps, local=state.optimizer_steps)
         print(f"[rl] resuming from {ckpt} (iteration {state.iteration})")
     reward_fn = cfg.reward.build()
-    log = MetricsLog(out / "metrics.jsonl") if rank == 0 else None
+    log = MetricsLog(out / "metrics.jsonl") if is_main() else None
     if cfg.eval_at_start and cfg.eval_sources and state.iteration == 0:
         start = _evaluate(model, processor, cfg, out, 0)
         if log:
@@ -350,7 +379,7 @@ def main(cfg: RLConfig) -> Path:
                   f"buffer {metrics.get('buffer', 0)}")
         if cfg.save_every and (state.iteration % cfg.save_every == 0 or state.iteration == cfg.iterations):
             state.save(out, model, processor, None if cfg.reset_optimizer else state.opt)
-    if rank == 0:
+    if is_main():
         save_pretrained(model, processor, out)
         plot_curves(out / "metrics.jsonl", CURVES, out / "curves.png", f"RL ({cfg.loss.name})")
         print(f"[save] model -> {out} (curves: {out / 'curves.png'})")

@@ -6,7 +6,8 @@
     vlrl rl --config configs/tiny/rl.yaml [k=v ...]             RL (k1.5 mirror descent, partial rollouts)
     vlrl warmup-data --synth shapes --n 1000 --out D            verified long-CoT traces (or --model: rejection sampling)
     vlrl eval --model DIR --data SRC [--n 8 --temperature 1]    pass@k / maj@k per modality, difficulty
-    vlrl infer --model DIR --image x.png --question "..."       answer a question (streamed)
+    vlrl infer --model DIR --image x.png --question "..."       answer a question (streamed; DIR may be a LLaVA checkpoint)
+    vlrl export DIR --out HF_DIR                                 write a model as a transformers LLaVA directory
     vlrl encoders list                                          registered encoders (plugins included)
     vlrl projectors list                                        registered projectors
 """
@@ -223,6 +224,26 @@ def _add_merge(sub) -> None:
     m.set_defaults(func=run)
 
 
+def _add_export(sub) -> None:
+    e = sub.add_parser("export", help="write a saved model as a transformers LLaVA directory",
+                       description="Write MODEL (a vlrl model directory, or a LLaVA checkpoint) as a native "
+                                   "transformers LLaVA directory (config.json, safetensors with transformers' names, "
+                                   "tokenizer with its chat template): LlavaForConditionalGeneration.from_pretrained "
+                                   "loads it with no vlrl installed. Needs an hf_vision encoder and the mlp projector; "
+                                   "other parts are an error naming them.")
+    e.add_argument("model", help="saved model directory (output_dir of a stage)")
+    e.add_argument("--out", required=True, help="output directory")
+
+    def run(a):
+        from vlrl.models import load_pretrained
+        from vlrl.models.llava import export_llava
+
+        model, processor = load_pretrained(a.model)
+        print(f"wrote {export_llava(model, processor, a.out)} (transformers LLaVA)")
+
+    e.set_defaults(func=run)
+
+
 def _add_plot(sub) -> None:
     p = sub.add_parser("plot", help="overlay the curves of several runs (e.g. kimi vs grpo) in one PNG",
                        description="One panel per metric, one line per run, from each run's metrics.jsonl.")
@@ -261,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, stage in STAGES.items():  # the stage table: one subcommand per stage
         _add_eval(sub) if name == "eval" else _stage(sub, name, stage.help, stage.module, stage.schema)
     _add_merge(sub)
+    _add_export(sub)
     _add_plot(sub)
     _add_warmup_data(sub)
     _add_infer(sub)

@@ -102,11 +102,17 @@ def save_pretrained(model: VisionLanguageModel, processor: MultimodalProcessor, 
 
 
 def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -> tuple[VisionLanguageModel, MultimodalProcessor]:
-    """Load a directory written by :func:`save_pretrained` (no network, no pretrained sources)."""
+    """Load a directory written by :func:`save_pretrained` (no network, no pretrained sources), or import a
+    transformers LLaVA checkpoint (a directory, or a hub id in the local cache: ``vlrl.models.llava``)."""
     directory = Path(directory)
     cfg_path = directory / CONFIG_NAME
     if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path} not found: '{directory}' is not a saved vlrl model")
+        from vlrl.models.llava import import_llava, is_llava
+
+        if is_llava(directory):
+            return import_llava(directory, device)
+        raise FileNotFoundError(f"{cfg_path} not found: '{directory}' is neither a saved vlrl model nor a "
+                                f"transformers LLaVA checkpoint (config.json with model_type llava)")
     cfg = from_dict(ModelConfig, json.loads(cfg_path.read_text()), origin=str(cfg_path))
     processor = MultimodalProcessor.from_pretrained(directory)
     encoder, projector, llm = _build_parts(cfg, processor.tokenizer)

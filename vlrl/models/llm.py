@@ -36,7 +36,10 @@ def build_llm(cfg: LLMConfig, vocab_size: int, pad_token_id: int | None, eos_tok
         d = dict(cfg.config)
         if "model_type" not in d:
             raise ValueError("model.llm.config needs 'model_type' (e.g. llama, qwen2)")
-        d.update(vocab_size=vocab_size, pad_token_id=pad_token_id, eos_token_id=eos_token_id)
+        # a config's own vocabulary may be larger than its tokenizer (padded embedding tables, as in LLaVA
+        # and Qwen checkpoints): keep it, so saved weights load back; never smaller than the tokenizer
+        d.update(vocab_size=max(int(d.get("vocab_size") or 0), vocab_size), pad_token_id=pad_token_id,
+                 eos_token_id=eos_token_id)
         conf = AutoConfig.for_model(d.pop("model_type"), **d)
         llm = AutoModelForCausalLM.from_config(conf, dtype=dtype, **kwargs)
     if llm.get_input_embeddings().weight.shape[0] < vocab_size:

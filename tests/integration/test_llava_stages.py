@@ -1,0 +1,39 @@
+"""Stages start from an imported LLaVA checkpoint, and what they train exports back to transformers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from vlrl.config import load_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from test_llava import _llava_dir, _samples, _same_logits  # noqa: E402
+
+
+def test_warmup_and_rl_from_an_imported_llava_export_to_transformers(tmp_path):
+    from transformers import LlavaForConditionalGeneration
+
+    from processors import collate_scoring
+    from vlrl.models import load_pretrained
+    from vlrl.models.llava import export_llava
+    from vlrl.stages import rl, warmup
+
+    path, _ = _llava_dir(tmp_path, "clip")
+    data = "data.sources=[synth:shapes?n=16&seed=1&style=direct,synth:arithmetic?n=16&seed=1&style=direct]"
+    w = warmup.main(load_config(warmup.WarmupConfig, "configs/tiny/warmup.yaml", [
+        f"init_from={path}", data, "phases=[{steps: 2}]", "batch_size=4", "eval_sources=[]", "trackers=[]",
+        "length_split=1", f"output_dir={tmp_path / 'warm'}"]))
+    r = rl.main(load_config(rl.RLConfig, "configs/tiny/rl.yaml", [
+        f"init_from={w}", f"output_dir={tmp_path / 'rl'}", "iterations=2", "prompts_per_iteration=2", "rollout.k=2",
+        "rollout.max_response_tokens=6", "minibatch_size=4", "eval_sources=[]", "eval_at_start=false",
+        "sources=[synth:shapes?n=10&seed=2&levels=1,synth:arithmetic?n=10&seed=2&levels=1]"]))
+    model, proc = load_pretrained(r)
+    out = export_llava(model, proc, tmp_path / "hf")
+    hf = LlavaForConditionalGeneration.from_pretrained(str(out)).eval()
+    batch = collate_scoring([proc.encode(s, "Answer: 9") for s in _samples()], proc.pad_token_id)
+    assert _same_logits(model.eval(), hf, batch) < 1e-5
+    start, _ = load_pretrained(path)
+    assert any(not torch.equal(a, b) for a, b in zip(start.state_dict().values(), model.state_dict().values()))

@@ -1,0 +1,166 @@
+"""LLaVA in and out, on tiny random transformers checkpoints built here (nothing downloaded): imported
+logits equal transformers' for the same pixels and ids, greedy generations are token-identical, and an
+export loads back in transformers with the same logits and in vlrl with the same weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from processors import collate_generation, collate_scoring
+from processors.tokenizer import build_tokenizer
+from vlrl.models import SamplingParams, generate, load_pretrained
+from vlrl.models.llava import export_llava, import_llava
+from vlrl.types import Sample
+
+CORPUS = ["How many shapes are there? Answer: 3", "What is 4 + 5? Answer: 9", "red blue circle square left"] * 20
+
+
+def _llava_dir(tmp_path, family: str):
+    """A random LlavaForConditionalGeneration (CLIP + Llama, or SigLIP + Qwen2) with its tokenizer."""
+    from transformers import (CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
+                              Qwen2Config, SiglipVisionConfig)
+
+    tok = build_tokenizer(CORPUS, vocab_size=300)
+    vision_kw = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
+                     image_size=32, patch_size=8)
+    text_kw = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                   num_key_value_heads=2, vocab_size=len(tok) + 6, max_position_embeddings=256)  # padded table
+    if family == "clip":
+        vision, text, strategy, tie = CLIPVisionConfig(**vision_kw), LlamaConfig(**text_kw), "default", False
+    else:
+        vision, text, strategy, tie = SiglipVisionConfig(**vision_kw), Qwen2Config(**text_kw), "full", True
+    text.tie_word_embeddings = tie
+    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
+                      vision_feature_layer=-2, vision_feature_select_strategy=strategy, image_seq_length=16,
+                      tie_word_embeddings=tie)
+    torch.manual_seed(0)
+    model = LlavaForConditionalGeneration(cfg).eval()
+    d = tmp_path / f"llava-{family}"
+    model.save_pretrained(str(d))
+    tok.save_pretrained(str(d))
+    return d, model
+
+
+def _samples():
+    img = lambda c: Image.new("RGB", (32, 32), c)  # noqa: E731
+    return [Sample(id="text", question="What is 4 + 5?"),
+            Sample(id="one", question="How many shapes are there?", images=[img((200, 10, 10))]),
+            Sample(id="two", question="<image> left, <image> right: same?", images=[img((0, 0, 250)), img((9, 99, 9))])]
+
+
+def _same_logits(ours, theirs, batch) -> float:
+    """Max |difference| of the logits at every real (non-padding) position of a right-padded batch."""
+    with torch.no_grad():
+        a = ours(batch).logits
+        b = theirs(input_ids=batch.input_ids, pixel_values=batch.pixel_values,
+                   attention_mask=batch.attention_mask).logits
+    real = batch.attention_mask.bool()
+    return float((a[real] - b[real]).abs().max())
+
+
+@pytest.mark.parametrize("family", ["clip", "siglip"])
+def test_imported_llava_has_transformers_logits_and_greedy_tokens(tmp_path, family):
+    path, theirs = _llava_dir(tmp_path, family)
+    ours, proc = load_pretrained(path)  # every stage's init_from and `vlrl infer --model` go through this
+    ours.eval()
+    assert proc.num_image_tokens == 16 and proc.image_token_id == theirs.config.image_token_index
+    batch = collate_scoring([proc.encode(s, "Answer: 9") for s in _samples()], proc.pad_token_id)
+    assert batch.image_counts == [0, 1, 2]
+    assert _same_logits(ours, theirs, batch) < 1e-5
+    for s in _samples():  # one prompt at a time: no padding, so transformers' default positions agree
+        enc = collate_generation([proc.encode(s)], proc.pad_token_id)
+        mine = generate(ours, enc, SamplingParams(max_new_tokens=12), proc.eos_token_id).tokens[0]
+        with torch.no_grad():
+            pixels = {} if enc.pixel_values is None else {"pixel_values": enc.pixel_values}
+            ref = theirs.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask, **pixels,
+                                  max_new_tokens=12, do_sample=False,
+                                  suppress_tokens=[proc.image_token_id],  # vlrl never samples the placeholder
+                                  eos_token_id=proc.eos_token_id, pad_token_id=proc.pad_token_id)
+        assert mine == ref[0, enc.input_ids.shape[1]:].tolist()[: len(mine)], s.id
+
+
+@pytest.mark.parametrize("family", ["clip", "siglip"])
+def test_export_round_trip_keeps_weights_and_logits(tmp_path, family):
+    from transformers import LlavaForConditionalGeneration
+
+    path, _ = _llava_dir(tmp_path, family)
+    ours, proc = import_llava(path)
+    batch = collate_scoring([proc.encode(s, "Answer: 9") for s in _samples()], proc.pad_token_id)
+    with torch.no_grad():
+        before = ours.eval()(batch).logits
+    out = export_llava(ours, proc, tmp_path / "exported")
+    with torch.no_grad():  # exporting leaves the model as it was (it once edited the LLM's shared config)
+        assert torch.equal(ours(batch).logits, before)
+    again, _ = import_llava(out)
+    a, b = ours.state_dict(), again.state_dict()
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    hf = LlavaForConditionalGeneration.from_pretrained(str(out)).eval()  # plain transformers, no vlrl involved
+    assert _same_logits(ours.eval(), hf, batch) < 1e-5
+
+
+def test_models_llava_cannot_represent_are_refused_by_name(tiny, tmp_path):
+    model, proc = tiny  # the embedded default: an open_clip encoder
+    with pytest.raises(ValueError, match="model.encoder.name 'open_clip' has no LLaVA equivalent"):
+        export_llava(model, proc, tmp_path / "x")
+    path, hf = _llava_dir(tmp_path, "clip")
+    cfg = hf.config
+    cfg.vision_feature_layer = [-2, -1]
+    cfg.save_pretrained(str(path))
+    with pytest.raises(ValueError, match="vision_feature_layer"):
+        import_llava(path)
+
+
+def test_vlrl_export_and_infer_from_the_command_line(tiny, tmp_path, capsys):
+    """`vlrl infer --model` takes a LLaVA checkpoint; `vlrl export` writes one, or names what it cannot."""
+    from vlrl.cli import main
+
+    path, _ = _llava_dir(tmp_path, "clip")
+    img = tmp_path / "red.png"
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(img)
+    assert main(["infer", "--model", str(path), "--image", str(img), "--question", "How many?",
+                 "--max-new-tokens", "4", "--no-stream", "--device", "cpu"]) == 0
+    assert main(["export", str(path), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "config.json").is_file() and "transformers LLaVA" in capsys.readouterr().out
+    from vlrl.models import save_pretrained
+
+    save_pretrained(*tiny, tmp_path / "tiny")  # the embedded default: open_clip, no LLaVA equivalent
+    assert main(["export", str(tmp_path / "tiny"), "--out", str(tmp_path / "no")]) == 2
+    assert "model.encoder.name 'open_clip' has no LLaVA equivalent" in capsys.readouterr().err
+
+
+README_SNIPPET = '''
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+model = AutoModelForImageTextToText.from_pretrained(EXPORTED)
+processor = AutoProcessor.from_pretrained(EXPORTED)
+messages = [{"role": "user", "content": "<image>\\nHow many shapes are there?"}]
+prompt = processor.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+inputs = processor(images=Image.open(IMAGE), text=prompt, return_tensors="pt")
+out = model.generate(**inputs, max_new_tokens=12, do_sample=False)
+answer = processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+'''
+
+
+@pytest.mark.parametrize("family", ["clip", "siglip"])
+def test_the_readme_transformers_code_answers_like_vlrl(tmp_path, family):
+    """The README's plain-transformers code on an exported model gives vlrl's greedy answer, token for token."""
+    from vlrl import Predictor
+
+    path, _ = _llava_dir(tmp_path, family)
+    image = tmp_path / "scene.png"
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(image)
+    ours = Predictor.load(str(path), device="cpu")
+    out = export_llava(ours.model, ours.processor, tmp_path / "hf")
+    scope = {"EXPORTED": str(out), "IMAGE": str(image)}
+    exec(README_SNIPPET, scope)
+    mine = ours.answer("How many shapes are there?", images=[str(image)], max_new_tokens=12)
+    assert scope["answer"] == mine  # the same text as `vlrl infer`
+    sample = Sample(id="q", question="How many shapes are there?", images=[str(image)])
+    assert scope["inputs"]["input_ids"].tolist()[0] == ours.processor.encode(sample).input_ids
+    enc = collate_generation([ours.processor.encode(sample)], ours.processor.pad_token_id)
+    ids = generate(ours.model, enc, SamplingParams(max_new_tokens=12), ours.processor.eos_token_id).tokens[0]
+    theirs = scope["out"][0, enc.input_ids.shape[1]:].tolist()
+    assert len(ids) > 0 and theirs[: len(ids)] == ids  # token for token

@@ -1,0 +1,230 @@
+"""transformers' LLaVA layout in and out: one mapping of parameter names and configs.
+
+vlrl's model is LLaVA's architecture: a Hugging Face vision tower (``hf_vision`` encoder), the ``mlp``
+projector (Linear - GELU - Linear) and a causal LM, image features scattered at the image token. So
+
+- ``import_llava(path)`` builds a VisionLanguageModel from a ``LlavaForConditionalGeneration`` directory
+  (or a hub id in the local cache), with the checkpoint's own tokenizer, chat template and image token;
+- ``export_llava(model, processor, out)`` writes a native transformers LLaVA directory
+  (``config.json`` + safetensors with transformers' key names + the tokenizer), which
+  ``LlavaForConditionalGeneration.from_pretrained`` loads with no vlrl installed.
+
+Parameter names (vlrl <-> transformers 5):
+
+    encoder.model.<k>       <-> model.vision_tower.<k>
+    projector.net.0.<k>     <-> model.multi_modal_projector.linear_1.<k>
+    projector.net.2.<k>     <-> model.multi_modal_projector.linear_2.<k>
+    llm.model.<k>           <-> model.language_model.<k>
+    llm.lm_head.<k>         <-> lm_head.<k>
+
+vlrl keeps only the vision blocks up to its feature layer (``hf_vision`` prunes the rest), so an export
+has that many blocks and ``vision_feature_layer: -1``: the same features. What LLaVA cannot represent
+(another ``model_type``, several feature layers, a projector activation other than GELU, an open_clip or
+plugin encoder, a pixel-shuffle projector) is an error naming the field, never a partial load.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import torch
+
+from vlrl.config import EncoderConfig, LLMConfig, ModelConfig, ProjectorConfig, TokenizerConfig
+
+PREFIXES = (  # (vlrl, transformers)
+    ("encoder.model.", "model.vision_tower."),
+    ("projector.net.0.", "model.multi_modal_projector.linear_1."),
+    ("projector.net.2.", "model.multi_modal_projector.linear_2."),
+    ("llm.model.", "model.language_model."),
+    ("llm.lm_head.", "lm_head."),
+)
+
+
+def _rename(name: str, to_llava: bool) -> str | None:
+    for ours, theirs in PREFIXES:
+        src, dst = (ours, theirs) if to_llava else (theirs, ours)
+        if name.startswith(src):
+            return dst + name[len(src):]
+    return None
+
+
+def to_llava_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """vlrl state dict -> transformers LLaVA names (every key must map)."""
+    out = {}
+    for k, v in state.items():
+        new = _rename(k, to_llava=True)
+        if new is None:
+            raise ValueError(f"export: parameter '{k}' has no LLaVA equivalent")
+        out[new] = v
+    return out
+
+
+def from_llava_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """transformers LLaVA state dict -> vlrl names (keys outside the mapping are dropped)."""
+    return {new: v for k, v in state.items() if (new := _rename(k, to_llava=False)) is not None}
+
+
+def is_llava(path: str | Path) -> bool:
+    """A local directory whose ``config.json`` says ``model_type: llava``, or a hub id of one that
+    transformers can resolve (from the local cache when offline)."""
+    cfg = Path(path) / "config.json"
+    if cfg.is_file():
+        return json.loads(cfg.read_text()).get("model_type") == "llava"
+    if Path(path).exists() or str(path).count("/") != 1:
+        return False
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(str(path)).model_type == "llava"
+    except (OSError, ValueError):
+        return False
+
+
+def _check_importable(hf) -> None:
+    where = "LLaVA checkpoint config"
+    if hf.model_type != "llava":
+        raise ValueError(f"{where}: model_type '{hf.model_type}' is not 'llava' (only LlavaForConditionalGeneration "
+                         f"checkpoints can be imported)")
+    if not isinstance(hf.vision_feature_layer, int):
+        raise ValueError(f"{where}: vision_feature_layer {hf.vision_feature_layer} selects several layers; vlrl's "
+                         f"hf_vision encoder takes one")
+    if hf.vision_feature_select_strategy not in ("default", "full"):
+        raise ValueError(f"{where}: vision_feature_select_strategy '{hf.vision_feature_select_strategy}' is not "
+                         f"'default' or 'full'")
+    if hf.projector_hidden_act != "gelu" or not getattr(hf, "multimodal_projector_bias", True):
+        raise ValueError(f"{where}: projector_hidden_act '{hf.projector_hidden_act}' (bias "
+                         f"{getattr(hf, 'multimodal_projector_bias', True)}): vlrl's mlp projector is "
+                         f"Linear-GELU-Linear with biases")
+
+
+def _config_dict(cfg) -> dict:
+    d = cfg.to_dict()
+    return {k: v for k, v in d.items() if not k.startswith("_") and k not in ("transformers_version", "architectures")}
+
+
+def _image_kwargs(path: str) -> dict:
+    """The checkpoint's image preprocessing as hf_vision encoder kwargs (mean, std, resize mode)."""
+    from transformers import AutoImageProcessor
+
+    try:
+        ip = AutoImageProcessor.from_pretrained(path)
+    except (OSError, ValueError):
+        return {}  # no preprocessor config: the vision family's defaults
+    size = getattr(ip, "size", None) or {}
+    squash = "height" in size and not getattr(ip, "do_center_crop", False)
+    return {"mean": list(ip.image_mean), "std": list(ip.image_std), "resize_mode": "squash" if squash else "shortest"}
+
+
+def llava_model_config(hf, path: str, image_token: str, max_length: int = 2048) -> ModelConfig:
+    """The vlrl ModelConfig of a LlavaConfig ``hf`` read from ``path`` (its tokenizer and preprocessing)."""
+    _check_importable(hf)
+    return ModelConfig(
+        encoder=EncoderConfig(name="hf_vision", arch=_config_dict(hf.vision_config), pretrained=None,
+                              feature_layer=int(hf.vision_feature_layer), kwargs=_image_kwargs(path)),
+        projector=ProjectorConfig(name="mlp"),
+        llm=LLMConfig(config=_config_dict(hf.text_config)),
+        tokenizer=TokenizerConfig(path=path, image_token=image_token),
+        max_length=max_length,
+    )
+
+
+def import_llava(path: str | Path, device: str | torch.device = "cpu", max_length: int = 2048):
+    """(VisionLanguageModel, MultimodalProcessor) from a transformers LLaVA checkpoint, weights included;
+    logits equal transformers' for the same pixels and token ids (tested)."""
+    from transformers import AutoConfig, AutoTokenizer, LlavaForConditionalGeneration
+
+    from vlrl.models.builder import build_vlm
+
+    hf = AutoConfig.from_pretrained(str(path))
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    image_token = tokenizer.convert_ids_to_tokens(int(hf.image_token_index))
+    model, processor = build_vlm(llava_model_config(hf, str(path), image_token, max_length))
+    if processor.image_token_id != int(hf.image_token_index):
+        raise ValueError(f"{path}: image_token_index {hf.image_token_index} is not the tokenizer's id of "
+                         f"'{image_token}' ({processor.image_token_id})")
+    theirs = from_llava_names(LlavaForConditionalGeneration.from_pretrained(str(path)).state_dict())
+    ours = model.state_dict()
+    missing = sorted(set(ours) - set(theirs))
+    if missing:
+        raise ValueError(f"{path}: the checkpoint has no weights for {missing[:5]} (is it a LLaVA checkpoint?)")
+    for k, v in ours.items():
+        if theirs[k].shape != v.shape:
+            raise ValueError(f"{path}: '{k}' is {tuple(theirs[k].shape)} in the checkpoint, {tuple(v.shape)} in vlrl")
+    model.load_state_dict({k: theirs[k] for k in ours}, strict=True)
+    return model.to(device), processor
+
+
+def _check_exportable(model) -> None:
+    enc, proj = model.config.encoder, model.config.projector
+    if enc.name != "hf_vision":
+        raise ValueError(f"export: model.encoder.name '{enc.name}' has no LLaVA equivalent (LLaVA takes a "
+                         f"Hugging Face vision tower: model.encoder.name hf_vision)")
+    if proj.name != "mlp" or proj.kwargs.get("hidden_dim") not in (None, model.llm.config.hidden_size):
+        raise ValueError(f"export: model.projector '{proj.name}' {proj.kwargs or ''} has no LLaVA equivalent "
+                         f"(LLaVA's projector is the mlp one with hidden size = the LLM's)")
+
+
+def llava_config(model):
+    """The LlavaConfig of a vlrl model with an hf_vision encoder and the mlp projector."""
+    from transformers import LlavaConfig
+
+    _check_exportable(model)
+    tower = model.encoder.model
+    vision = copy.deepcopy(tower.config)
+    vision.num_hidden_layers = model.encoder.hs_index  # the blocks vlrl kept, up to its feature layer
+    if hasattr(vision, "vision_use_head"):
+        vision.vision_use_head = False
+    has_cls = hasattr(getattr(tower, "vision_model", tower).embeddings, "class_embedding")
+    # copies: building a transformers model from a config edits it (attention implementation), and the
+    # vlrl model reads its own config at every forward
+    text = copy.deepcopy(model.llm.config)
+    return LlavaConfig(vision_config=vision, text_config=text, image_token_index=model.image_token_id,
+                       projector_hidden_act="gelu", vision_feature_layer=-1,
+                       vision_feature_select_strategy="default" if has_cls else "full",
+                       image_seq_length=model.num_image_tokens,
+                       tie_word_embeddings=bool(getattr(model.llm.config, "tie_word_embeddings", False)))
+
+
+def llava_processor(model, processor):
+    """A transformers LlavaProcessor doing what vlrl's processor does: the same resize / crop and
+    normalisation (a CLIP image processor), the same tokenizer and chat template, and as many image tokens
+    per image as the model's projector outputs."""
+    from PIL import Image
+    from transformers import CLIPImageProcessor, LlavaProcessor
+
+    t, cfg = processor.image_transform, llava_config(model)
+    s = {"height": t.size, "width": t.size}
+    resize = dict(size=s, do_center_crop=False) if t.resize_mode == "squash" else \
+        dict(size={"shortest_edge": t.size}, do_center_crop=True)
+    images = CLIPImageProcessor(crop_size=s, image_mean=list(t.mean), image_std=list(t.std),
+                                resample=Image.BICUBIC, **resize)
+    return LlavaProcessor(image_processor=images, tokenizer=processor.tokenizer,
+                          patch_size=int(cfg.vision_config.patch_size),
+                          vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+                          chat_template=processor.tokenizer.chat_template, image_token=processor.image_token,
+                          num_additional_image_tokens=1 if cfg.vision_feature_select_strategy == "default" else 0)
+
+
+def export_llava(model, processor, out: str | Path) -> Path:
+    """Write ``model`` as a transformers LLaVA directory into ``out``: config, safetensors, a generation
+    config that never samples the image placeholder (as vlrl's ``generate``), and a LlavaProcessor
+    (tokenizer with its chat template, image processor). Raises ValueError naming the part that LLaVA
+    cannot represent."""
+    from transformers import GenerationConfig, LlavaForConditionalGeneration
+
+    out = Path(out)
+    hf = LlavaForConditionalGeneration(llava_config(model)).eval()
+    hf.generation_config = GenerationConfig(eos_token_id=processor.eos_token_id, pad_token_id=processor.pad_token_id,
+                                            suppress_tokens=[model.image_token_id])
+    theirs = to_llava_names({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    result = hf.load_state_dict(theirs, strict=False)
+    # what vlrl pruned (the vision post-norm, a pooling head) is not used by LLaVA's features either
+    left = [k for k in result.missing_keys if ".post_layernorm." not in k and ".head." not in k]
+    if left or result.unexpected_keys:
+        raise ValueError(f"export: weights do not match the LLaVA layout (missing {left[:5]}, "
+                         f"unexpected {result.unexpected_keys[:5]})")
+    hf.save_pretrained(str(out))
+    llava_processor(model, processor).save_pretrained(str(out))
+    return out

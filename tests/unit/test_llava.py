@@ -130,18 +130,15 @@ def test_vlrl_export_and_infer_from_the_command_line(tiny, tmp_path, capsys):
     assert "model.encoder.name 'open_clip' has no LLaVA equivalent" in capsys.readouterr().err
 
 
-README_SNIPPET = '''
-from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoProcessor
+def readme_snippet(exported: str, image: str) -> str:
+    """The README's plain-transformers code block, with this test's paths (and 12 new tokens)."""
+    from pathlib import Path
 
-model = AutoModelForImageTextToText.from_pretrained(EXPORTED)
-processor = AutoProcessor.from_pretrained(EXPORTED)
-messages = [{"role": "user", "content": "<image>\\nHow many shapes are there?"}]
-prompt = processor.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-inputs = processor(images=Image.open(IMAGE), text=prompt, return_tensors="pt")
-out = model.generate(**inputs, max_new_tokens=12, do_sample=False)
-answer = processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-'''
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    code = readme.split("## Use your model elsewhere", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    assert '"runs/x/hf"' in code and '"scene.png"' in code and "print(processor.decode" in code
+    return (code.replace('"runs/x/hf"', repr(exported)).replace('"scene.png"', repr(image))
+            .replace("max_new_tokens=64", "max_new_tokens=12").replace("print(processor.decode", "answer = (processor.decode"))
 
 
 @pytest.mark.parametrize("family", ["clip", "siglip"])
@@ -154,8 +151,8 @@ def test_the_readme_transformers_code_answers_like_vlrl(tmp_path, family):
     Image.new("RGB", (32, 32), (200, 10, 10)).save(image)
     ours = Predictor.load(str(path), device="cpu")
     out = export_llava(ours.model, ours.processor, tmp_path / "hf")
-    scope = {"EXPORTED": str(out), "IMAGE": str(image)}
-    exec(README_SNIPPET, scope)
+    scope: dict = {}
+    exec(readme_snippet(str(out), str(image)), scope)
     mine = ours.answer("How many shapes are there?", images=[str(image)], max_new_tokens=12)
     assert scope["answer"] == mine  # the same text as `vlrl infer`
     sample = Sample(id="q", question="How many shapes are there?", images=[str(image)])

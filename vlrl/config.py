@@ -91,6 +91,8 @@ class ModelConfig:
     llm: LLMConfig = field(default_factory=LLMConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     max_length: int = 512
+    # recompute the LLM's and the vision tower's block activations in the backward pass (less memory)
+    gradient_checkpointing: bool = False
 
 
 @dataclass

@@ -218,3 +218,32 @@ def test_forward_loss_is_the_hand_tested_sft_loss(tiny):
     batch = collate_sft([proc.encode(s, s.response) for s in mixed_samples()], proc.pad_token_id)
     out = model(batch)
     assert out.loss.item() == pytest.approx(sft_loss(out.logits, batch.labels).loss.item(), rel=1e-5)
+
+
+HF_TOWER = ("model.encoder.name=hf_vision", "model.encoder.arch={model_type: clip_vision_model, hidden_size: 64, "
+            "intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 2, image_size: 48, patch_size: 16}")
+
+
+@pytest.mark.parametrize("encoder", ["open_clip", "hf_vision"])
+def test_gradient_checkpointing_gives_the_same_gradients(encoder):
+    """model.gradient_checkpointing recomputes activations in the LLM and the vision tower: the same loss
+    and gradients as storing them, on a mixed batch (0, 1 and 2 images per row)."""
+    from conftest import tiny_model_config
+
+    from vlrl.models import build_vlm
+
+    extra = HF_TOWER if encoder == "hf_vision" else ()
+    grads = []
+    for on in (False, True):
+        torch.manual_seed(0)
+        model, proc = build_vlm(tiny_model_config(*extra, f"model.gradient_checkpointing={on}"))
+        model.train()
+        assert model.llm.is_gradient_checkpointing == on and model.config.gradient_checkpointing == on
+        tower = model.encoder.model.is_gradient_checkpointing if encoder == "hf_vision" else \
+            model.encoder.tower.transformer.grad_checkpointing
+        assert tower == on
+        batch = collate_sft([proc.encode(s, s.response) for s in mixed_samples()], proc.pad_token_id)
+        model(batch).loss.backward()
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and any(k.startswith("encoder.") for k in grads[0])
+    assert all(torch.allclose(grads[0][k], grads[1][k], atol=1e-6) for k in grads[0])

@@ -63,6 +63,7 @@ def build_vlm(cfg: ModelConfig, system_prompt: str | None = None) -> tuple[Visio
                       attn_implementation=cfg.llm.attn_implementation),
         tokenizer=TokenizerConfig(image_token=cfg.tokenizer.image_token),
         max_length=cfg.max_length,
+        gradient_checkpointing=cfg.gradient_checkpointing,
     )
     model = VisionLanguageModel(encoder, projector, llm, processor.image_token_id, saved_cfg)
     return model, processor
@@ -76,6 +77,9 @@ def _build_parts(cfg: ModelConfig, tokenizer):
     projector = PROJECTORS.build(cfg.projector.name, in_dim=encoder.hidden_size, out_dim=d_llm,
                                  num_in_tokens=encoder.num_tokens, **cfg.projector.kwargs)
     projector.to(dtype=next(llm.parameters()).dtype)
+    if cfg.gradient_checkpointing:
+        encoder.gradient_checkpointing(True)
+        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return encoder, projector, llm
 
 

@@ -42,6 +42,11 @@ class VisionEncoder(nn.Module):
         for p in self.parameters():
             p.requires_grad_(not frozen)
 
+    def gradient_checkpointing(self, enable: bool = True) -> None:
+        """Recompute block activations in the backward pass instead of storing them (less memory, the same
+        gradients); an encoder that cannot says so by name."""
+        raise ValueError(f"model.gradient_checkpointing: the {type(self).__name__} encoder does not support it")
+
 
 class EncoderBuilder(Protocol):
     def __call__(self, cfg: EncoderConfig) -> VisionEncoder: ...

@@ -74,6 +74,12 @@ class HFVisionEncoder(VisionEncoder):
         hs = out.hidden_states[self.hs_index]  # (B, [1 +] N, D)
         return hs[:, -self.num_tokens :]  # drop the class token where there is one
 
+    def gradient_checkpointing(self, enable: bool = True) -> None:
+        if enable:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            self.model.gradient_checkpointing_disable()
+
     def image_transform(self) -> ImageTransform:
         siglip = "siglip" in self.vision_config.model_type
         mean, std = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)) if siglip else (CLIP_MEAN, CLIP_STD)

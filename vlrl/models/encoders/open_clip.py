@@ -92,6 +92,9 @@ class OpenClipEncoder(VisionEncoder):
         )
         return out["image_intermediates"][0]  # (B, N, D), patch tokens only
 
+    def gradient_checkpointing(self, enable: bool = True) -> None:
+        self.tower.set_grad_checkpointing(enable)
+
     def image_transform(self) -> ImageTransform:
         mean = self.cfg.kwargs.get("mean", CLIP_MEAN)
         std = self.cfg.kwargs.get("std", CLIP_STD)

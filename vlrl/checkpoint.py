@@ -37,7 +37,7 @@ def save_checkpoint(output_dir: str | Path, model, processor, tensors: dict[str,
     final = root / f"step-{state['step']}"
     tmp = root / f"step-{state['step']}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    save_pretrained(model, processor, tmp)
+    save_pretrained(model, processor, tmp, merge_lora=False)  # resume needs the adapters as they are
     torch.save(tensors, tmp / TENSORS)
     (tmp / STATE).write_text(json.dumps(state, indent=2))
     shutil.rmtree(final, ignore_errors=True)

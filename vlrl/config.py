@@ -85,6 +85,19 @@ class TokenizerConfig:
 
 
 @dataclass
+class LoRAConfig:
+    """Low-rank adapters (peft) on the linear layers named ``target_modules`` inside ``modules`` (of
+    encoder / projector / llm): only the adapters of those modules train, and saved models hold merged
+    full weights."""
+
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: List[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    modules: List[str] = field(default_factory=lambda: ["llm"])
+
+
+@dataclass
 class ModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
@@ -93,6 +106,7 @@ class ModelConfig:
     max_length: int = 512
     # recompute the LLM's and the vision tower's block activations in the backward pass (less memory)
     gradient_checkpointing: bool = False
+    lora: Optional[LoRAConfig] = None  # adapters instead of full fine-tuning (vlrl.models.lora)
 
 
 @dataclass

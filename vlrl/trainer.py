@@ -70,9 +70,12 @@ def build_or_load(cfg: SFTConfig):
     """(model, processor): loaded from ``cfg.init_from`` (a previous stage's output) or built from
     ``cfg.model``; prints the parameter counts."""
     from vlrl.models import build_vlm, load_pretrained
+    from vlrl.models.lora import add_lora
 
     if cfg.init_from:
         model, processor = load_pretrained(cfg.init_from)
+        if cfg.model.lora is not None:  # model.lora applies to a loaded model as to a built one
+            add_lora(model, cfg.model.lora)
     else:
         model, processor = build_vlm(cfg.model, system_prompt=cfg.data.system_prompt)
     sizes = model.num_parameters()

@@ -13,7 +13,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from test_llava import _llava_dir, _samples, _same_logits  # noqa: E402
 
 
-def test_warmup_and_rl_from_an_imported_llava_export_to_transformers(tmp_path):
+import pytest
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_warmup_and_rl_from_an_imported_llava_export_to_transformers(tmp_path, lora):
+    """With LoRA too: the warm-up (model.lora) and RL (lora) train adapters, and every saved model holds
+    merged full weights that transformers loads."""
     from transformers import LlavaForConditionalGeneration
 
     from processors import collate_scoring
@@ -25,11 +31,12 @@ def test_warmup_and_rl_from_an_imported_llava_export_to_transformers(tmp_path):
     data = "data.sources=[synth:shapes?n=16&seed=1&style=direct,synth:arithmetic?n=16&seed=1&style=direct]"
     w = warmup.main(load_config(warmup.WarmupConfig, "configs/tiny/warmup.yaml", [
         f"init_from={path}", data, "phases=[{steps: 2}]", "batch_size=4", "eval_sources=[]", "trackers=[]",
-        "length_split=1", f"output_dir={tmp_path / 'warm'}"]))
+        "length_split=1", f"output_dir={tmp_path / 'warm'}", *(["model.lora={r: 4, alpha: 8}"] if lora else [])]))
     r = rl.main(load_config(rl.RLConfig, "configs/tiny/rl.yaml", [
         f"init_from={w}", f"output_dir={tmp_path / 'rl'}", "iterations=2", "prompts_per_iteration=2", "rollout.k=2",
         "rollout.max_response_tokens=6", "minibatch_size=4", "eval_sources=[]", "eval_at_start=false",
-        "sources=[synth:shapes?n=10&seed=2&levels=1,synth:arithmetic?n=10&seed=2&levels=1]"]))
+        "sources=[synth:shapes?n=10&seed=2&levels=1,synth:arithmetic?n=10&seed=2&levels=1]",
+        *(["lora={r: 4, alpha: 8}"] if lora else [])]))
     model, proc = load_pretrained(r)
     out = export_llava(model, proc, tmp_path / "hf")
     hf = LlavaForConditionalGeneration.from_pretrained(str(out)).eval()

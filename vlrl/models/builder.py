@@ -9,13 +9,14 @@ A saved model directory is self-contained and loads with no network access:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model, save_file, save_model
 from transformers import AutoTokenizer
 
 from processors.processor import MultimodalProcessor
@@ -23,6 +24,7 @@ from processors.tokenizer import build_tokenizer
 from vlrl.config import LLMConfig, ModelConfig, TokenizerConfig, from_dict, to_dict
 from vlrl.models.encoders import ENCODERS
 from vlrl.models.llm import build_llm
+from vlrl.models.lora import add_lora, has_lora, merged_state_dict
 from vlrl.models.projectors import PROJECTORS
 from vlrl.models.vlm import VisionLanguageModel
 
@@ -66,6 +68,8 @@ def build_vlm(cfg: ModelConfig, system_prompt: str | None = None) -> tuple[Visio
         gradient_checkpointing=cfg.gradient_checkpointing,
     )
     model = VisionLanguageModel(encoder, projector, llm, processor.image_token_id, saved_cfg)
+    if cfg.lora is not None:
+        add_lora(model, cfg.lora)
     return model, processor
 
 
@@ -88,21 +92,40 @@ def _llm_config_dict(llm) -> dict:
     return {k: v for k, v in d.items() if not k.startswith("_") and k not in ("transformers_version", "architectures")}
 
 
-def save_pretrained(model: VisionLanguageModel, processor: MultimodalProcessor, directory: str | Path) -> Path:
-    """Write weights (safetensors), config and processor into ``directory``. Everything is written to a
-    scratch folder first and then moved file by file with atomic renames, so a crash mid-save never leaves
-    a half-written file, and other files in ``directory`` (metrics, configs) are left alone."""
+def save_pretrained(model: VisionLanguageModel, processor: MultimodalProcessor, directory: str | Path,
+                    merge_lora: bool = True) -> Path:
+    """Write weights (safetensors), config and processor into ``directory``; LoRA adapters are merged into
+    full weights unless ``merge_lora`` is False (training checkpoints keep them). Everything is written to
+    a scratch folder first and then moved file by file with atomic renames, so a crash mid-save never
+    leaves a half-written file, and other files in ``directory`` (metrics, configs) are left alone."""
     directory = Path(directory)
     tmp = directory / ".saving"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    (tmp / CONFIG_NAME).write_text(json.dumps(to_dict(model.config), indent=2))
-    save_model(model, str(tmp / WEIGHTS_NAME))
+    config, state = model.config, None
+    if merge_lora and has_lora(model):
+        config, state = dataclasses.replace(model.config, lora=None), merged_state_dict(model)
+    (tmp / CONFIG_NAME).write_text(json.dumps(to_dict(config), indent=2))
+    if state is None:
+        save_model(model, str(tmp / WEIGHTS_NAME))
+    else:
+        save_file(_one_name_per_tensor(state), str(tmp / WEIGHTS_NAME))
     processor.save_pretrained(tmp)
     for f in sorted(tmp.iterdir(), key=lambda p: p.name == CONFIG_NAME):  # the config last: it marks completion
         os.replace(f, directory / f.name)
     tmp.rmdir()
     return directory
+
+
+def _one_name_per_tensor(state: dict) -> dict:
+    """Tied weights (one tensor under two names) once, as safetensors' save_model stores them."""
+    seen, out = set(), {}
+    for k, v in state.items():
+        key = (v.data_ptr(), tuple(v.shape), v.dtype)
+        if key not in seen:
+            seen.add(key)
+            out[k] = v.contiguous()
+    return out
 
 
 def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -> tuple[VisionLanguageModel, MultimodalProcessor]:
@@ -121,6 +144,8 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -
     processor = MultimodalProcessor.from_pretrained(directory)
     encoder, projector, llm = _build_parts(cfg, processor.tokenizer)
     model = VisionLanguageModel(encoder, projector, llm, processor.image_token_id, cfg)
+    if cfg.lora is not None:  # a training checkpoint keeps its adapters unmerged
+        add_lora(model, cfg.lora)
     device = torch.device(device)
     device = torch.device("cpu") if device.type == "cpu" else device  # safetensors rejects "cpu:0"
     load_model(model, str(directory / WEIGHTS_NAME), strict=True, device=str(device))

@@ -218,7 +218,10 @@ def export_llava(model, processor, out: str | Path) -> Path:
     hf = LlavaForConditionalGeneration(llava_config(model)).eval()
     hf.generation_config = GenerationConfig(eos_token_id=processor.eos_token_id, pad_token_id=processor.pad_token_id,
                                             suppress_tokens=[model.image_token_id])
-    theirs = to_llava_names({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    from vlrl.models.lora import has_lora, merged_state_dict
+
+    state = merged_state_dict(model) if has_lora(model) else model.state_dict()
+    theirs = to_llava_names({k: v.detach().cpu() for k, v in state.items()})
     result = hf.load_state_dict(theirs, strict=False)
     # what vlrl pruned (the vision post-norm, a pooling head) is not used by LLaVA's features either
     left = [k for k in result.missing_keys if ".post_layernorm." not in k and ".head." not in k]

@@ -27,7 +27,7 @@ from typing import List, Optional
 import torch
 
 from vlrl.algos.merge import merge_models
-from vlrl.config import OptimConfig, save_config
+from vlrl.config import LoRAConfig, OptimConfig, save_config
 from vlrl.distributed import barrier, gather_objects, init_from_launcher, is_main, world
 from vlrl.eval.metrics import PromptRecord
 from vlrl.models.builder import CONFIG_NAME, WEIGHTS_NAME
@@ -67,6 +67,7 @@ class DPOConfig:
     minibatch_size: int = 64  # responses (2 per pair) per optimizer step
     micro_batch_size: int = 16
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, schedule="constant"))
+    lora: Optional[LoRAConfig] = None  # adapters instead of full weights (merged into the saved model)
 
 
 @dataclass
@@ -168,6 +169,12 @@ def run_dpo(cfg: Long2ShortConfig, samples_cache: Path, out: Path) -> None:
     if not pairs:
         raise ValueError("dpo: no preference pairs (no prompt has a correct response and a wrong or longer one)")
     model, processor = load_pretrained(cfg.long_model)
+    if cfg.dpo.lora is not None:
+        from vlrl.models.lora import add_lora
+        from vlrl.models.trainable import MODULES, set_trainable
+
+        add_lora(model, cfg.dpo.lora)
+        set_trainable(model, MODULES, key="dpo")
     rank, n_proc = world()
     mine = list(range(len(pairs)))[rank::n_proc]
     trajs, rewards, group = [], [], []

@@ -19,7 +19,7 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from vlrl.algos import LOSSES
 from vlrl.algos.update import UpdateConfig, policy_update
 from vlrl.algos.sampling import CurriculumStage, SuccessTracker, sample_prompts
 from vlrl.checkpoint import latest_checkpoint, load_checkpoint_state, save_checkpoint
-from vlrl.config import OptimConfig, save_config
+from vlrl.config import LoRAConfig, OptimConfig, save_config
 from vlrl.eval.curves import plot_curves
 from vlrl.models import load_pretrained, save_pretrained
 from vlrl.rewards.combine import ScoredBatch, score_trajectories
@@ -38,6 +38,7 @@ from vlrl.rollout.scoring import sampled_logprobs, scoring_batch
 from vlrl.data import load_data
 from vlrl.eval.heldout import evaluate_held_out
 from vlrl.models.builder import WEIGHTS_NAME
+from vlrl.models.lora import add_lora
 from vlrl.models.trainable import MODULES, set_trainable
 from vlrl.rewards.config import RewardConfig, verifier_config
 from vlrl.distributed import all_sum, barrier, gather_objects, init_from_launcher, is_main, world
@@ -99,6 +100,7 @@ class RLConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, schedule="constant"))
     train: List[str] = field(default_factory=lambda: list(MODULES))  # modules RL updates; the rest stay frozen
+    lora: Optional[LoRAConfig] = None  # train adapters of the `train` modules instead of their weights
     steps_per_iteration: int = 2  # passes over the iteration's responses
     # trust region: stop an iteration's optimizer steps once the policy's mean per-token KL to pi_theta_i on
     # the minibatch just scored passes this (0 = off); Adam's per-weight steps move the policy much further
@@ -349,6 +351,11 @@ def main(cfg: RLConfig) -> Path:
     from accelerate import PartialState
 
     model, processor = load_pretrained(cfg.init_from, device=PartialState().device)
+    if cfg.lora is not None:
+        if cfg.lora.dropout > 0:  # a stochastic forward would make pi_theta_i's log-probs inexact
+            raise ValueError("rl: lora.dropout must be 0 (the log-ratio to pi_theta_i is exactly 0 at an "
+                             "iteration's first step only with a deterministic forward)")
+        add_lora(model, cfg.lora)
     set_trainable(model, cfg.train, key="rl train")
     samples = load_data(cfg.sources)
     state = RLState(cfg, samples)

@@ -229,8 +229,9 @@ def _add_export(sub) -> None:
                        description="Write MODEL (a vlrl model directory, or a LLaVA checkpoint) as a native "
                                    "transformers LLaVA directory (config.json, safetensors with transformers' names, "
                                    "tokenizer with its chat template): LlavaForConditionalGeneration.from_pretrained "
-                                   "loads it with no vlrl installed. Needs an hf_vision encoder and the mlp projector; "
-                                   "other parts are an error naming them.")
+                                   "loads it with no vlrl installed. Takes an hf_vision encoder or a plain open_clip ViT "
+                                   "(written as CLIP's vision tower) and the mlp projector; other parts are an error "
+                                   "naming them.")
     e.add_argument("model", help="saved model directory (output_dir of a stage)")
     e.add_argument("--out", required=True, help="output directory")
 

@@ -100,9 +100,35 @@ def test_export_round_trip_keeps_weights_and_logits(tmp_path, family):
     assert _same_logits(ours.eval(), hf, batch) < 1e-5
 
 
-def test_models_llava_cannot_represent_are_refused_by_name(tiny, tmp_path):
-    model, proc = tiny  # the embedded default: an open_clip encoder
-    with pytest.raises(ValueError, match="model.encoder.name 'open_clip' has no LLaVA equivalent"):
+def test_the_embedded_default_exports_with_its_open_clip_tower_as_clip(tiny, tmp_path):
+    """open_clip's ViT becomes transformers' CLIP vision tower (fused qkv split, names mapped): the
+    exported model's logits are vlrl's, and the README's transformers code answers like vlrl."""
+    from transformers import LlavaForConditionalGeneration
+
+    from vlrl import Predictor
+    from vlrl.models import save_pretrained
+
+    model, proc = tiny
+    save_pretrained(model, proc, tmp_path / "tiny")
+    ours = Predictor.load(str(tmp_path / "tiny"), device="cpu")
+    out = export_llava(ours.model, ours.processor, tmp_path / "hf")
+    hf = LlavaForConditionalGeneration.from_pretrained(str(out)).eval()
+    batch = collate_scoring([ours.processor.encode(s, "Answer: 9") for s in _samples()], ours.processor.pad_token_id)
+    assert _same_logits(ours.model, hf, batch) < 1e-5
+    image = tmp_path / "scene.png"
+    Image.new("RGB", (48, 48), (200, 10, 10)).save(image)  # the tiny default's image size
+    scope: dict = {}
+    exec(readme_snippet(str(out), str(image)), scope)
+    assert scope["answer"] == ours.answer("How many shapes are there?", images=[str(image)], max_new_tokens=12)
+
+
+def test_models_llava_cannot_represent_are_refused_by_name(tmp_path):
+    from conftest import tiny_model_config
+
+    from vlrl.models import build_vlm
+
+    model, proc = build_vlm(tiny_model_config("model.projector.name=linear"))
+    with pytest.raises(ValueError, match="model.projector 'linear'.*no LLaVA equivalent"):
         export_llava(model, proc, tmp_path / "x")
     path, hf = _llava_dir(tmp_path, "clip")
     cfg = hf.config
@@ -123,11 +149,13 @@ def test_vlrl_export_and_infer_from_the_command_line(tiny, tmp_path, capsys):
                  "--max-new-tokens", "4", "--no-stream", "--device", "cpu"]) == 0
     assert main(["export", str(path), "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "config.json").is_file() and "transformers LLaVA" in capsys.readouterr().out
-    from vlrl.models import save_pretrained
+    from conftest import tiny_model_config
 
-    save_pretrained(*tiny, tmp_path / "tiny")  # the embedded default: open_clip, no LLaVA equivalent
-    assert main(["export", str(tmp_path / "tiny"), "--out", str(tmp_path / "no")]) == 2
-    assert "model.encoder.name 'open_clip' has no LLaVA equivalent" in capsys.readouterr().err
+    from vlrl.models import build_vlm, save_pretrained
+
+    save_pretrained(*build_vlm(tiny_model_config("model.projector.name=linear")), tmp_path / "ps")
+    assert main(["export", str(tmp_path / "ps"), "--out", str(tmp_path / "no")]) == 2
+    assert "model.projector 'linear'" in capsys.readouterr().err
 
 
 def readme_snippet(exported: str, image: str) -> str:

@@ -17,10 +17,11 @@ Parameter names (vlrl <-> transformers 5):
     llm.model.<k>           <-> model.language_model.<k>
     llm.lm_head.<k>         <-> lm_head.<k>
 
-vlrl keeps only the vision blocks up to its feature layer (``hf_vision`` prunes the rest), so an export
-has that many blocks and ``vision_feature_layer: -1``: the same features. What LLaVA cannot represent
-(another ``model_type``, several feature layers, a projector activation other than GELU, an open_clip or
-plugin encoder, a pixel-shuffle projector) is an error naming the field, never a partial load.
+vlrl keeps only the vision blocks up to its feature layer, so an export has that many blocks and
+``vision_feature_layer: -1``: the same features. A plain open_clip ViT (the embedded default) is written as
+CLIP's vision tower (``llava_vision.py``). What LLaVA cannot represent (another ``model_type``, several
+feature layers, a projector activation other than GELU, a plugin encoder, a linear or pixel-shuffle
+projector) is an error naming the field, never a partial load.
 """
 
 from __future__ import annotations
@@ -156,28 +157,30 @@ def import_llava(path: str | Path, device: str | torch.device = "cpu", max_lengt
     return model.to(device), processor
 
 
-def _check_exportable(model) -> None:
-    enc, proj = model.config.encoder, model.config.projector
-    if enc.name != "hf_vision":
-        raise ValueError(f"export: model.encoder.name '{enc.name}' has no LLaVA equivalent (LLaVA takes a "
-                         f"Hugging Face vision tower: model.encoder.name hf_vision)")
+def _check_projector(model) -> None:
+    proj = model.config.projector
     if proj.name != "mlp" or proj.kwargs.get("hidden_dim") not in (None, model.llm.config.hidden_size):
         raise ValueError(f"export: model.projector '{proj.name}' {proj.kwargs or ''} has no LLaVA equivalent "
                          f"(LLaVA's projector is the mlp one with hidden size = the LLM's)")
 
 
-def llava_config(model):
-    """The LlavaConfig of a vlrl model with an hf_vision encoder and the mlp projector."""
+def _full_state(model) -> dict[str, torch.Tensor]:
+    from vlrl.models.lora import has_lora, merged_state_dict
+
+    state = merged_state_dict(model) if has_lora(model) else model.state_dict()
+    return {k: v.detach().cpu() for k, v in state.items()}
+
+
+def llava_config(model, vision=None, has_cls: bool | None = None):
+    """The LlavaConfig of a vlrl model (its vision tower in transformers' layout and the mlp projector)."""
     from transformers import LlavaConfig
 
-    _check_exportable(model)
-    tower = model.encoder.model
-    vision = copy.deepcopy(tower.config)
-    vision.num_hidden_layers = model.encoder.hs_index  # the blocks vlrl kept, up to its feature layer
-    if hasattr(vision, "vision_use_head"):
-        vision.vision_use_head = False
-    has_cls = hasattr(getattr(tower, "vision_model", tower).embeddings, "class_embedding")
-    # copies: building a transformers model from a config edits it (attention implementation), and the
+    from vlrl.models.llava_vision import vision_tower
+
+    _check_projector(model)
+    if vision is None:
+        vision, _, has_cls = vision_tower(model, _full_state(model))
+    # a copy: building a transformers model from a config edits it (attention implementation), and the
     # vlrl model reads its own config at every forward
     text = copy.deepcopy(model.llm.config)
     return LlavaConfig(vision_config=vision, text_config=text, image_token_index=model.image_token_id,
@@ -187,14 +190,14 @@ def llava_config(model):
                        tie_word_embeddings=bool(getattr(model.llm.config, "tie_word_embeddings", False)))
 
 
-def llava_processor(model, processor):
+def llava_processor(model, processor, config=None):
     """A transformers LlavaProcessor doing what vlrl's processor does: the same resize / crop and
     normalisation (a CLIP image processor), the same tokenizer and chat template, and as many image tokens
     per image as the model's projector outputs."""
     from PIL import Image
     from transformers import CLIPImageProcessor, LlavaProcessor
 
-    t, cfg = processor.image_transform, llava_config(model)
+    t, cfg = processor.image_transform, config or llava_config(model)
     s = {"height": t.size, "width": t.size}
     resize = dict(size=s, do_center_crop=False) if t.resize_mode == "squash" else \
         dict(size={"shortest_edge": t.size}, do_center_crop=True)
@@ -214,14 +217,17 @@ def export_llava(model, processor, out: str | Path) -> Path:
     cannot represent."""
     from transformers import GenerationConfig, LlavaForConditionalGeneration
 
+    from vlrl.models.llava_vision import vision_tower
+
     out = Path(out)
-    hf = LlavaForConditionalGeneration(llava_config(model)).eval()
+    state = _full_state(model)
+    vision, tower_state, has_cls = vision_tower(model, state)
+    config = llava_config(model, vision, has_cls)
+    hf = LlavaForConditionalGeneration(config).eval()
     hf.generation_config = GenerationConfig(eos_token_id=processor.eos_token_id, pad_token_id=processor.pad_token_id,
                                             suppress_tokens=[model.image_token_id])
-    from vlrl.models.lora import has_lora, merged_state_dict
-
-    state = merged_state_dict(model) if has_lora(model) else model.state_dict()
-    theirs = to_llava_names({k: v.detach().cpu() for k, v in state.items()})
+    theirs = {"model.vision_tower." + k: v for k, v in tower_state.items()}
+    theirs.update(to_llava_names({k: v for k, v in state.items() if not k.startswith("encoder.")}))
     result = hf.load_state_dict(theirs, strict=False)
     # what vlrl pruned (the vision post-norm, a pooling head) is not used by LLaVA's features either
     left = [k for k in result.missing_keys if ".post_layernorm." not in k and ".head." not in k]
@@ -229,5 +235,5 @@ def export_llava(model, processor, out: str | Path) -> Path:
         raise ValueError(f"export: weights do not match the LLaVA layout (missing {left[:5]}, "
                          f"unexpected {result.unexpected_keys[:5]})")
     hf.save_pretrained(str(out))
-    llava_processor(model, processor).save_pretrained(str(out))
+    llava_processor(model, processor, config).save_pretrained(str(out))
     return out

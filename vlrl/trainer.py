@@ -62,6 +62,7 @@ class SFTConfig:
     resume: bool = True  # continue from the latest checkpoint in output_dir
     max_steps_per_run: Optional[int] = None  # stop (after a checkpoint) after this many steps; resume later
     trackers: List[str] = field(default_factory=lambda: ["tensorboard"])
+    export_llava: bool = False  # also write the final model as a transformers LLaVA in output_dir/hf
     seed: int = 0
     output_dir: str = "runs/tiny/sft"
 
@@ -163,6 +164,10 @@ class SFTTrainer:
             return False
         model = self.accel.unwrap_model(self.model)
         save_pretrained(model, self.processor, self.out)
+        if self.cfg.export_llava:
+            from vlrl.models.llava import save_llava_copy
+
+            save_llava_copy(model, self.processor, self.out / "hf")
         plot_curves(self.out / "metrics.jsonl", curves, self.out / "curves.png", title)
         print(f"[save] model -> {self.out} (curves: {self.out / 'curves.png'})")
         return True

@@ -31,15 +31,16 @@ def test_warmup_and_rl_from_an_imported_llava_export_to_transformers(tmp_path, l
     data = "data.sources=[synth:shapes?n=16&seed=1&style=direct,synth:arithmetic?n=16&seed=1&style=direct]"
     w = warmup.main(load_config(warmup.WarmupConfig, "configs/tiny/warmup.yaml", [
         f"init_from={path}", data, "phases=[{steps: 2}]", "batch_size=4", "eval_sources=[]", "trackers=[]",
-        "length_split=1", f"output_dir={tmp_path / 'warm'}", *(["model.lora={r: 4, alpha: 8}"] if lora else [])]))
+        "length_split=1", "export_llava=true", f"output_dir={tmp_path / 'warm'}", *(["model.lora={r: 4, alpha: 8}"] if lora else [])]))
     r = rl.main(load_config(rl.RLConfig, "configs/tiny/rl.yaml", [
         f"init_from={w}", f"output_dir={tmp_path / 'rl'}", "iterations=2", "prompts_per_iteration=2", "rollout.k=2",
-        "rollout.max_response_tokens=6", "minibatch_size=4", "eval_sources=[]", "eval_at_start=false",
+        "rollout.max_response_tokens=6", "minibatch_size=4", "export_llava=true", "eval_sources=[]", "eval_at_start=false",
         "sources=[synth:shapes?n=10&seed=2&levels=1,synth:arithmetic?n=10&seed=2&levels=1]",
         *(["lora={r: 4, alpha: 8}"] if lora else [])]))
     model, proc = load_pretrained(r)
-    out = export_llava(model, proc, tmp_path / "hf")
-    hf = LlavaForConditionalGeneration.from_pretrained(str(out)).eval()
+    assert (w / "hf" / "config.json").is_file()  # export_llava: the stages write the layout themselves
+    hf = LlavaForConditionalGeneration.from_pretrained(str(r / "hf")).eval()
+    assert export_llava(model, proc, tmp_path / "hf").is_dir()
     batch = collate_scoring([proc.encode(s, "Answer: 9") for s in _samples()], proc.pad_token_id)
     assert _same_logits(model.eval(), hf, batch) < 1e-5
     start, _ = load_pretrained(path)

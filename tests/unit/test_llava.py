@@ -189,3 +189,14 @@ def test_the_readme_transformers_code_answers_like_vlrl(tmp_path, family):
     ids = generate(ours.model, enc, SamplingParams(max_new_tokens=12), ours.processor.eos_token_id).tokens[0]
     theirs = scope["out"][0, enc.input_ids.shape[1]:].tolist()
     assert len(ids) > 0 and theirs[: len(ids)] == ids  # token for token
+
+
+def test_a_stage_copy_that_llava_cannot_hold_is_reported_not_fatal(tmp_path, capsys):
+    from conftest import tiny_model_config
+
+    from vlrl.models import build_vlm
+    from vlrl.models.llava import save_llava_copy
+
+    assert save_llava_copy(*build_vlm(tiny_model_config("model.projector.name=linear")), tmp_path / "hf") is None
+    assert "not written as a transformers LLaVA: export: model.projector 'linear'" in capsys.readouterr().err
+    assert not (tmp_path / "hf").exists()

@@ -237,3 +237,17 @@ def export_llava(model, processor, out: str | Path) -> Path:
     hf.save_pretrained(str(out))
     llava_processor(model, processor, config).save_pretrained(str(out))
     return out
+
+
+def save_llava_copy(model, processor, out: Path) -> Path | None:
+    """A stage's ``export_llava``: the LLaVA layout next to the vlrl model it just saved. A model LLaVA
+    cannot represent is reported on stderr, and the finished stage is not failed for it."""
+    import sys
+
+    try:
+        path = export_llava(model, processor, out)
+    except ValueError as e:
+        print(f"[save] not written as a transformers LLaVA: {e}", file=sys.stderr)
+        return None
+    print(f"[save] transformers LLaVA -> {path}")
+    return path

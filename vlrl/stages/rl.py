@@ -110,6 +110,7 @@ class RLConfig:
     micro_batch_size: int = 16  # responses per forward/backward (memory); gradients accumulate to the minibatch
     reset_optimizer: bool = True
     save_every: int = 10
+    export_llava: bool = False  # also write the final model as a transformers LLaVA in output_dir/hf
     resume: bool = True
     seed: int = 0
     output_dir: str = "runs/tiny/rl"
@@ -388,6 +389,10 @@ def main(cfg: RLConfig) -> Path:
             state.save(out, model, processor, None if cfg.reset_optimizer else state.opt)
     if is_main():
         save_pretrained(model, processor, out)
+        if cfg.export_llava:
+            from vlrl.models.llava import save_llava_copy
+
+            save_llava_copy(model, processor, out / "hf")
         plot_curves(out / "metrics.jsonl", CURVES, out / "curves.png", f"RL ({cfg.loss.name})")
         print(f"[save] model -> {out} (curves: {out / 'curves.png'})")
     barrier()

@@ -71,11 +71,14 @@ def build_or_load(cfg: SFTConfig):
     """(model, processor): loaded from ``cfg.init_from`` (a previous stage's output) or built from
     ``cfg.model``; prints the parameter counts."""
     from vlrl.models import build_vlm, load_pretrained
+    from vlrl.models.builder import enable_gradient_checkpointing
     from vlrl.models.lora import add_lora
 
     if cfg.init_from:
         model, processor = load_pretrained(cfg.init_from)
-        if cfg.model.lora is not None:  # model.lora applies to a loaded model as to a built one
+        if cfg.model.gradient_checkpointing:  # model.* training options apply to a loaded model too
+            enable_gradient_checkpointing(model)
+        if cfg.model.lora is not None:
             add_lora(model, cfg.model.lora)
     else:
         model, processor = build_vlm(cfg.model, system_prompt=cfg.data.system_prompt)

@@ -89,3 +89,37 @@ def _warmup_from_model(example: Path, llm: Path, out: Path, one: list[str]) -> P
     cfg.model = shrunk(ModelFile, example / "model.yaml", llm).model
     warmup.main(cfg)
     return out
+
+
+@pytest.mark.slow
+def test_llava_example_runs_shrunk_from_a_tiny_llava_checkpoint(tmp_path):
+    """configs/examples/llava-interleave-qwen-0.5b (LoRA, gradient checkpointing) from a tiny random LLaVA
+    of the same layout (SigLIP + Qwen2) standing in for the hub checkpoint: warm-up, RL and long2short RL
+    run a step each, and every final model is also written as a transformers LLaVA."""
+    import sys
+
+    from vlrl.stages import long2short, rl, warmup
+
+    sys.path.insert(0, str(ROOT / "tests" / "unit"))
+    from test_llava import _llava_dir
+
+    example = ROOT / "configs" / "examples" / "llava-interleave-qwen-0.5b"
+    path, _ = _llava_dir(tmp_path, "siglip")
+    w = tmp_path / "warmup"
+    warmup.main(load_config(warmup.WarmupConfig, example / "warmup.yaml", [
+        f"init_from={path}", f"data.sources={SYNTH}", f"output_dir={w}", "eval_sources=[]", "phases=[{steps: 1}]",
+        "batch_size=2", "save_every=0", "trackers=[]", "optim.grad_accum=1"]))
+    model, _ = load_pretrained(w)
+    assert model.config.lora is None and (w / "hf" / "config.json").is_file()  # merged, and exported
+    assert model.config.gradient_checkpointing and model.llm.is_gradient_checkpointing
+    small = ["sources=[synth:arithmetic?n=8&seed=2&levels=1]", "eval_sources=[]", "iterations=2",
+             "prompts_per_iteration=2", "rollout.k=2", "rollout.max_response_tokens=8", "rollout.budget=4",
+             "rollout.batch_size=4", "minibatch_size=4", "micro_batch_size=2", "save_every=0"]
+    rl.main(load_config(rl.RLConfig, example / "rl.yaml", [f"init_from={w}", *small, f"output_dir={tmp_path / 'rl'}"]))
+    assert (tmp_path / "rl" / "hf" / "config.json").is_file()
+    long2short.main(load_config(long2short.Long2ShortConfig, example / "long2short.yaml", [
+        f"long_model={tmp_path / 'rl'}", "methods=[rl]", "sources=[synth:arithmetic?n=4&seed=4&levels=1]",
+        "eval_sources=[synth:shapes?n=2&seed=999&levels=1]", "eval_max_new_tokens=4", "sample.n=2",
+        "sample.max_new_tokens=4", "rl.start=long", "rl.overrides=[" + ",".join(repr(x) for x in small) + "]",
+        f"output_dir={tmp_path / 'l2s'}"]))
+    load_pretrained(tmp_path / "l2s" / "rl")

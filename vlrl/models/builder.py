@@ -82,9 +82,19 @@ def _build_parts(cfg: ModelConfig, tokenizer):
                                  num_in_tokens=encoder.num_tokens, **cfg.projector.kwargs)
     projector.to(dtype=next(llm.parameters()).dtype)
     if cfg.gradient_checkpointing:
-        encoder.gradient_checkpointing(True)
-        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        _checkpointing(encoder, llm)
     return encoder, projector, llm
+
+
+def _checkpointing(encoder, llm) -> None:
+    encoder.gradient_checkpointing(True)
+    llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def enable_gradient_checkpointing(model: VisionLanguageModel) -> None:
+    """Turn on gradient checkpointing in a built or loaded model (and record it in its config)."""
+    _checkpointing(model.encoder, model.llm)
+    model.config = dataclasses.replace(model.config, gradient_checkpointing=True)
 
 
 def _llm_config_dict(llm) -> dict:

@@ -37,7 +37,7 @@ from vlrl.rollout import ReplayBuffer, RolloutConfig, rollout
 from vlrl.rollout.scoring import sampled_logprobs, scoring_batch
 from vlrl.data import load_data
 from vlrl.eval.heldout import evaluate_held_out
-from vlrl.models.builder import WEIGHTS_NAME
+from vlrl.models.builder import WEIGHTS_NAME, enable_gradient_checkpointing
 from vlrl.models.lora import add_lora
 from vlrl.models.trainable import MODULES, set_trainable
 from vlrl.rewards.config import RewardConfig, verifier_config
@@ -101,6 +101,7 @@ class RLConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, schedule="constant"))
     train: List[str] = field(default_factory=lambda: list(MODULES))  # modules RL updates; the rest stay frozen
     lora: Optional[LoRAConfig] = None  # train adapters of the `train` modules instead of their weights
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass (less memory)
     steps_per_iteration: int = 2  # passes over the iteration's responses
     # trust region: stop an iteration's optimizer steps once the policy's mean per-token KL to pi_theta_i on
     # the minibatch just scored passes this (0 = off); Adam's per-weight steps move the policy much further
@@ -352,6 +353,8 @@ def main(cfg: RLConfig) -> Path:
     from accelerate import PartialState
 
     model, processor = load_pretrained(cfg.init_from, device=PartialState().device)
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     if cfg.lora is not None:
         if cfg.lora.dropout > 0:  # a stochastic forward would make pi_theta_i's log-probs inexact
             raise ValueError("rl: lora.dropout must be 0 (the log-ratio to pi_theta_i is exactly 0 at an "

@@ -118,3 +118,31 @@ class ImageTransform:
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
         return d
+
+
+class HFImageTransform:
+    """A transformers image processor as the transform: a checkpoint's own resize, crop and normalisation
+    (an imported LLaVA's), not a re-implementation. Same call as ImageTransform: PIL image -> (3, H, W)."""
+
+    def __init__(self, image_processor) -> None:
+        self.image_processor = image_processor
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        return self.image_processor(images=img, return_tensors="pt")["pixel_values"][0]
+
+    def to_dict(self) -> dict:
+        return {"kind": "transformers", "image_processor": self.image_processor.to_dict()}
+
+
+def image_transform_from_dict(d: dict):
+    """The transform a processor saved: an ImageTransform, or a transformers image processor."""
+    if d.get("kind") != "transformers":
+        return ImageTransform(**d)
+    import transformers
+
+    spec = dict(d["image_processor"])
+    name = spec.get("image_processor_type")
+    cls = getattr(transformers, str(name), None)
+    if cls is None:
+        raise ValueError(f"processor config: image_processor_type '{name}' is not a transformers image processor")
+    return HFImageTransform(cls.from_dict(spec))

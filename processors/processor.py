@@ -18,7 +18,7 @@ import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from processors.chat import FALLBACK_TEMPLATE, PlaceholderError, build_messages
-from processors.image import ImageTransform, load_image
+from processors.image import HFImageTransform, ImageTransform, image_transform_from_dict, load_image
 
 CONFIG_NAME = "processor_config.json"
 
@@ -59,7 +59,7 @@ class MultimodalProcessor:
     def __init__(
         self,
         tokenizer: PreTrainedTokenizerBase,
-        image_transform: ImageTransform,
+        image_transform: ImageTransform | HFImageTransform,
         num_image_tokens: int,
         image_token: str = "<image>",
         max_length: int = 512,
@@ -172,4 +172,4 @@ class MultimodalProcessor:
             raise FileNotFoundError(f"{path} not found: '{directory}' is not a saved vlrl model/processor")
         cfg = json.loads(path.read_text())
         tok = AutoTokenizer.from_pretrained(str(directory))
-        return cls(tok, ImageTransform(**cfg.pop("image_transform")), **cfg)
+        return cls(tok, image_transform_from_dict(cfg.pop("image_transform")), **cfg)

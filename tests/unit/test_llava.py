@@ -19,8 +19,8 @@ CORPUS = ["How many shapes are there? Answer: 3", "What is 4 + 5? Answer: 9", "r
 
 def _llava_dir(tmp_path, family: str):
     """A random LlavaForConditionalGeneration (CLIP + Llama, or SigLIP + Qwen2) with its tokenizer."""
-    from transformers import (CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
-                              Qwen2Config, SiglipVisionConfig)
+    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                              LlavaForConditionalGeneration, Qwen2Config, SiglipImageProcessor, SiglipVisionConfig)
 
     tok = build_tokenizer(CORPUS, vocab_size=300)
     vision_kw = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
@@ -40,6 +40,11 @@ def _llava_dir(tmp_path, family: str):
     d = tmp_path / f"llava-{family}"
     model.save_pretrained(str(d))
     tok.save_pretrained(str(d))
+    if family == "clip":  # the checkpoint's own preprocessing, as hub LLaVAs ship it
+        images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    else:
+        images = SiglipImageProcessor(size={"height": 32, "width": 32})
+    images.save_pretrained(str(d))
     return d, model
 
 
@@ -79,6 +84,24 @@ def test_imported_llava_has_transformers_logits_and_greedy_tokens(tmp_path, fami
                                   suppress_tokens=[proc.image_token_id],  # vlrl never samples the placeholder
                                   eos_token_id=proc.eos_token_id, pad_token_id=proc.pad_token_id)
         assert mine == ref[0, enc.input_ids.shape[1]:].tolist()[: len(mine)], s.id
+
+
+@pytest.mark.parametrize("family", ["clip", "siglip"])
+def test_imported_llava_preprocesses_images_with_its_own_image_processor(tmp_path, family):
+    from transformers import AutoImageProcessor
+
+    from processors.image import HFImageTransform
+
+    path, _ = _llava_dir(tmp_path, family)
+    _, proc = load_pretrained(path)
+    assert isinstance(proc.image_transform, HFImageTransform)
+    img = Image.new("RGB", (50, 40), (10, 200, 30))  # not square: resize (and crop) do something
+    want = AutoImageProcessor.from_pretrained(str(path))(images=img, return_tensors="pt")["pixel_values"]
+    got = proc.encode(Sample(id="x", question="?", images=[img])).pixel_values
+    assert torch.equal(got, want)
+    proc.save_pretrained(tmp_path / "saved")  # saved with the model, reloaded as it was
+    again = type(proc).from_pretrained(tmp_path / "saved")
+    assert torch.equal(again.encode(Sample(id="x", question="?", images=[img])).pixel_values, want)
 
 
 @pytest.mark.parametrize("family", ["clip", "siglip"])

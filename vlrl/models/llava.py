@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from processors.image import HFImageTransform
 from vlrl.config import EncoderConfig, LLMConfig, ModelConfig, ProjectorConfig, TokenizerConfig
 
 PREFIXES = (  # (vlrl, transformers)
@@ -105,13 +106,20 @@ def _config_dict(cfg) -> dict:
     return {k: v for k, v in d.items() if not k.startswith("_") and k not in ("transformers_version", "architectures")}
 
 
-def _image_kwargs(path: str) -> dict:
-    """The checkpoint's image preprocessing as hf_vision encoder kwargs (mean, std, resize mode)."""
+def _image_processor(path: str):
+    """The checkpoint's transformers image processor, or None when it has no preprocessor config."""
     from transformers import AutoImageProcessor
 
     try:
-        ip = AutoImageProcessor.from_pretrained(path)
+        return AutoImageProcessor.from_pretrained(path)
     except (OSError, ValueError):
+        return None
+
+
+def _image_kwargs(path: str) -> dict:
+    """The checkpoint's image normalisation as hf_vision encoder kwargs (mean, std, resize mode)."""
+    ip = _image_processor(path)
+    if ip is None:
         return {}  # no preprocessor config: the vision family's defaults
     size = getattr(ip, "size", None) or {}
     squash = "height" in size and not getattr(ip, "do_center_crop", False)
@@ -142,6 +150,10 @@ def import_llava(path: str | Path, device: str | torch.device = "cpu", max_lengt
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     image_token = tokenizer.convert_ids_to_tokens(int(hf.image_token_index))
     model, processor = build_vlm(llava_model_config(hf, str(path), image_token, max_length))
+    seq = getattr(hf, "image_seq_length", None)
+    if seq is not None and int(seq) != processor.num_image_tokens:
+        raise ValueError(f"{path}: image_seq_length {seq} but the vision tower gives {processor.num_image_tokens} "
+                         f"tokens per image ((image_size / patch_size)^2): image splitting is not supported")
     if processor.image_token_id != int(hf.image_token_index):
         raise ValueError(f"{path}: image_token_index {hf.image_token_index} is not the tokenizer's id of "
                          f"'{image_token}' ({processor.image_token_id})")
@@ -154,6 +166,9 @@ def import_llava(path: str | Path, device: str | torch.device = "cpu", max_lengt
         if theirs[k].shape != v.shape:
             raise ValueError(f"{path}: '{k}' is {tuple(theirs[k].shape)} in the checkpoint, {tuple(v.shape)} in vlrl")
     model.load_state_dict({k: theirs[k] for k in ours}, strict=True)
+    images = _image_processor(str(path))
+    if images is not None:  # the checkpoint's own resize / crop / normalisation, not a re-implementation
+        processor.image_transform = HFImageTransform(images)
     return model.to(device), processor
 
 
@@ -198,11 +213,14 @@ def llava_processor(model, processor, config=None):
     from transformers import CLIPImageProcessor, LlavaProcessor
 
     t, cfg = processor.image_transform, config or llava_config(model)
-    s = {"height": t.size, "width": t.size}
-    resize = dict(size=s, do_center_crop=False) if t.resize_mode == "squash" else \
-        dict(size={"shortest_edge": t.size}, do_center_crop=True)
-    images = CLIPImageProcessor(crop_size=s, image_mean=list(t.mean), image_std=list(t.std),
-                                resample=Image.BICUBIC, **resize)
+    if isinstance(t, HFImageTransform):  # an imported checkpoint's own image processor goes back out
+        images = t.image_processor
+    else:
+        s = {"height": t.size, "width": t.size}
+        resize = dict(size=s, do_center_crop=False) if t.resize_mode == "squash" else \
+            dict(size={"shortest_edge": t.size}, do_center_crop=True)
+        images = CLIPImageProcessor(crop_size=s, image_mean=list(t.mean), image_std=list(t.std),
+                                    resample=Image.BICUBIC, **resize)
     return LlavaProcessor(image_processor=images, tokenizer=processor.tokenizer,
                           patch_size=int(cfg.vision_config.patch_size),
                           vision_feature_select_strategy=cfg.vision_feature_select_strategy,

@@ -212,6 +212,14 @@ def test_the_readme_transformers_code_answers_like_vlrl(tmp_path, family):
     ids = generate(ours.model, enc, SamplingParams(max_new_tokens=12), ours.processor.eos_token_id).tokens[0]
     theirs = scope["out"][0, enc.input_ids.shape[1]:].tolist()
     assert len(ids) > 0 and theirs[: len(ids)] == ids  # token for token
+    # a text-only question through the same transformers objects
+    model, processor = scope["model"], scope["processor"]
+    prompt = processor.tokenizer.apply_chat_template([{"role": "user", "content": "What is 4 + 5?"}],
+                                                     tokenize=False, add_generation_prompt=True)
+    inputs = processor(text=prompt, return_tensors="pt")
+    out = model.generate(**inputs, max_new_tokens=12, do_sample=False)
+    text = processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert text == ours.answer("What is 4 + 5?", max_new_tokens=12)
 
 
 def test_a_stage_copy_that_llava_cannot_hold_is_reported_not_fatal(tmp_path, capsys):

@@ -148,7 +148,7 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -
 
         if is_llava(directory):
             return import_llava(directory, device)
-        raise FileNotFoundError(f"{cfg_path} not found: '{directory}' is neither a saved vlrl model nor a "
+        raise FileNotFoundError(f"{cfg_path} not found: '{directory}' is not a saved vlrl model, nor a "
                                 f"transformers LLaVA checkpoint (config.json with model_type llava)")
     cfg = from_dict(ModelConfig, json.loads(cfg_path.read_text()), origin=str(cfg_path))
     processor = MultimodalProcessor.from_pretrained(directory)

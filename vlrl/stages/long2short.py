@@ -56,6 +56,7 @@ class ShortestRSConfig:
     steps: int = 150
     batch_size: int = 32
     lr: float = 5.0e-4
+    lora: Optional[LoRAConfig] = None  # adapters instead of full weights (merged into the saved model)
 
 
 @dataclass
@@ -151,6 +152,7 @@ def run_shortest_rs(cfg: Long2ShortConfig, base: str, samples_cache: Path, out: 
     wcfg = load_config(warmup.WarmupConfig, None, [
         f"init_from={base}", f"data.sources=[{data}]", f"phases=[{{steps: {rs.steps}}}]", f"batch_size={rs.batch_size}",
         f"optim.lr={rs.lr}", "optim.warmup_steps=10", f"output_dir={out}", f"seed={cfg.seed}", "trackers=[]"])
+    wcfg.model.lora = rs.lora
     warmup.main(wcfg)
 
 

@@ -234,13 +234,20 @@ def _add_export(sub) -> None:
                                    "naming them.")
     e.add_argument("model", help="saved model directory (output_dir of a stage)")
     e.add_argument("--out", required=True, help="output directory")
+    e.add_argument("--adapter", action="store_true",
+                   help="write only the LoRA adapter (peft format for the LLaVA layout) of MODEL, a training checkpoint "
+                        "(checkpoints keep adapters unmerged)")
+    e.add_argument("--base", default="", help="with --adapter: the base model it applies to, recorded in adapter_config")
 
     def run(a):
         from vlrl.models import load_pretrained
-        from vlrl.models.llava import export_llava
+        from vlrl.models.llava import export_llava, export_lora_adapter
 
         model, processor = load_pretrained(a.model)
-        print(f"wrote {export_llava(model, processor, a.out)} (transformers LLaVA)")
+        if a.adapter:
+            print(f"wrote {export_lora_adapter(model, a.out, a.base)} (LoRA adapter, peft)")
+        else:
+            print(f"wrote {export_llava(model, processor, a.out)} (transformers LLaVA)")
 
     e.set_defaults(func=run)
 

@@ -63,6 +63,7 @@ class SFTConfig:
     max_steps_per_run: Optional[int] = None  # stop (after a checkpoint) after this many steps; resume later
     trackers: List[str] = field(default_factory=lambda: ["tensorboard"])
     export_llava: bool = False  # also write the final model as a transformers LLaVA in output_dir/hf
+    save_adapter: bool = False  # with model.lora: also the adapter alone (peft, LLaVA layout) in output_dir/adapter
     seed: int = 0
     output_dir: str = "runs/tiny/sft"
 
@@ -167,10 +168,12 @@ class SFTTrainer:
             return False
         model = self.accel.unwrap_model(self.model)
         save_pretrained(model, self.processor, self.out)
-        if self.cfg.export_llava:
-            from vlrl.models.llava import save_llava_copy
+        from vlrl.models.llava import save_llava_copy
 
+        if self.cfg.export_llava:
             save_llava_copy(model, self.processor, self.out / "hf")
+        if self.cfg.save_adapter:
+            save_llava_copy(model, self.processor, self.out / "adapter", adapter_base=self.cfg.init_from or "")
         plot_curves(self.out / "metrics.jsonl", curves, self.out / "curves.png", title)
         print(f"[save] model -> {self.out} (curves: {self.out / 'curves.png'})")
         return True

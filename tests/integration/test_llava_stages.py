@@ -36,7 +36,7 @@ def test_warmup_and_rl_from_an_imported_llava_export_to_transformers(tmp_path, l
         f"init_from={w}", f"output_dir={tmp_path / 'rl'}", "iterations=2", "prompts_per_iteration=2", "rollout.k=2",
         "rollout.max_response_tokens=6", "minibatch_size=4", "export_llava=true", "eval_sources=[]", "eval_at_start=false",
         "sources=[synth:shapes?n=10&seed=2&levels=1,synth:arithmetic?n=10&seed=2&levels=1]",
-        *(["lora={r: 4, alpha: 8}"] if lora else [])]))
+        *(["lora={r: 4, alpha: 8}", "train=[llm]", "save_adapter=true", "optim.lr=1e-2"] if lora else [])]))
     model, proc = load_pretrained(r)
     assert (w / "hf" / "config.json").is_file()  # export_llava: the stages write the layout themselves
     hf = LlavaForConditionalGeneration.from_pretrained(str(r / "hf")).eval()
@@ -45,3 +45,9 @@ def test_warmup_and_rl_from_an_imported_llava_export_to_transformers(tmp_path, l
     assert _same_logits(model.eval(), hf, batch) < 1e-5
     start, _ = load_pretrained(path)
     assert any(not torch.equal(a, b) for a, b in zip(start.state_dict().values(), model.state_dict().values()))
+    if lora:  # the RL adapter alone, applied with peft to the LLaVA export of the model RL started from
+        from peft import PeftModel
+
+        adapted = PeftModel.from_pretrained(LlavaForConditionalGeneration.from_pretrained(str(w / "hf")),
+                                            str(r / "adapter")).eval()
+        assert _same_logits(model, adapted, batch) < 1e-4

@@ -231,3 +231,34 @@ def test_a_stage_copy_that_llava_cannot_hold_is_reported_not_fatal(tmp_path, cap
     assert save_llava_copy(*build_vlm(tiny_model_config("model.projector.name=linear")), tmp_path / "hf") is None
     assert "not written as a transformers LLaVA: export: model.projector 'linear'" in capsys.readouterr().err
     assert not (tmp_path / "hf").exists()
+
+
+def test_lora_adapter_alone_applies_with_peft_to_the_llava_it_came_from(tmp_path):
+    """The adapter, exported alone in peft's format, on the original transformers LLaVA gives the vlrl
+    LoRA model's logits."""
+    from peft import PeftModel
+    from transformers import LlavaForConditionalGeneration
+
+    from vlrl.config import LoRAConfig
+    from vlrl.models.llava import export_lora_adapter
+    from vlrl.models.lora import add_lora
+
+    path, _ = _llava_dir(tmp_path, "clip")
+    ours, proc = import_llava(path)
+    add_lora(ours, LoRAConfig(r=4, alpha=8))
+    torch.manual_seed(1)
+    for n, p in ours.named_parameters():
+        if ".lora_B." in n:  # trained adapters are not zero
+            p.data.normal_(0, 0.1)
+    out = export_lora_adapter(ours, tmp_path / "adapter", base=str(path))
+    hf = PeftModel.from_pretrained(LlavaForConditionalGeneration.from_pretrained(str(path)), str(out)).eval()
+    batch = collate_scoring([proc.encode(s, "Answer: 9") for s in _samples()], proc.pad_token_id)
+    with torch.no_grad():
+        a = ours.eval()(batch).logits
+        b = hf(input_ids=batch.input_ids, pixel_values=batch.pixel_values, attention_mask=batch.attention_mask).logits
+    real = batch.attention_mask.bool()
+    assert float((a[real] - b[real]).abs().max()) < 1e-5
+    with torch.no_grad():  # and the adapters matter
+        plain = LlavaForConditionalGeneration.from_pretrained(str(path)).eval()(
+            input_ids=batch.input_ids, pixel_values=batch.pixel_values, attention_mask=batch.attention_mask).logits
+    assert float((plain[real] - a[real]).abs().max()) > 1e-3

@@ -257,15 +257,49 @@ def export_llava(model, processor, out: str | Path) -> Path:
     return out
 
 
-def save_llava_copy(model, processor, out: Path) -> Path | None:
-    """A stage's ``export_llava``: the LLaVA layout next to the vlrl model it just saved. A model LLaVA
-    cannot represent is reported on stderr, and the finished stage is not failed for it."""
+def save_llava_copy(model, processor, out: Path, adapter_base: str | None = None) -> Path | None:
+    """A stage's ``export_llava`` (and, with ``adapter_base``, its ``save_adapter``): the LLaVA layout, or
+    the LoRA adapter alone, next to the vlrl model it just saved. What LLaVA cannot represent is reported
+    on stderr, and the finished stage is not failed for it."""
     import sys
 
+    what = "transformers LLaVA" if adapter_base is None else "LoRA adapter (peft, LLaVA layout)"
     try:
-        path = export_llava(model, processor, out)
+        path = export_llava(model, processor, out) if adapter_base is None else \
+            export_lora_adapter(model, out, adapter_base)
     except ValueError as e:
-        print(f"[save] not written as a transformers LLaVA: {e}", file=sys.stderr)
+        print(f"[save] not written as a {what}: {e}", file=sys.stderr)
         return None
-    print(f"[save] transformers LLaVA -> {path}")
+    print(f"[save] {what} -> {path}")
     return path
+
+
+def export_lora_adapter(model, out: str | Path, base: str = "") -> Path:
+    """The LLM's LoRA adapters alone, in peft's format for the transformers LLaVA layout: on the LLaVA
+    export of the model they were trained from (for a LLaVA checkpoint imported by vlrl, that checkpoint
+    itself), ``peft.PeftModel.from_pretrained(llava, out)`` gives the adapted model. ``base`` is recorded
+    as ``base_model_name_or_path``. Only the adapters are in it: a module trained in full (``train``
+    including the projector, say) needs the merged model instead."""
+    from peft import LoraConfig
+    from safetensors.torch import save_file
+
+    from vlrl.models.lora import has_lora
+
+    cfg = model.config.lora
+    if cfg is None or not has_lora(model):
+        raise ValueError("export: the model has no LoRA adapters (saved models hold merged weights; adapters are "
+                         "in training checkpoints and in a stage's output with save_adapter: true)")
+    if list(cfg.modules) != ["llm"]:
+        raise ValueError(f"export: adapters on {cfg.modules}: only adapters on the LLM (lora.modules [llm]) are "
+                         f"written alone; save the merged model instead")
+    tensors = {}
+    for k, v in model.state_dict().items():
+        if ".lora_" in k:
+            name = _rename(k.replace(".default.", "."), to_llava=True)
+            tensors[f"base_model.model.{name}"] = v.detach().cpu().contiguous()
+    out = Path(out)
+    targets = "|".join(cfg.target_modules)
+    LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, base_model_name_or_path=base,
+               target_modules=rf".*language_model.*\.({targets})").save_pretrained(str(out))
+    save_file(tensors, str(out / "adapter_model.safetensors"))
+    return out

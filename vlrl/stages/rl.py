@@ -112,6 +112,7 @@ class RLConfig:
     reset_optimizer: bool = True
     save_every: int = 10
     export_llava: bool = False  # also write the final model as a transformers LLaVA in output_dir/hf
+    save_adapter: bool = False  # with lora: also the adapter alone (peft, LLaVA layout) in output_dir/adapter
     resume: bool = True
     seed: int = 0
     output_dir: str = "runs/tiny/rl"
@@ -392,10 +393,12 @@ def main(cfg: RLConfig) -> Path:
             state.save(out, model, processor, None if cfg.reset_optimizer else state.opt)
     if is_main():
         save_pretrained(model, processor, out)
-        if cfg.export_llava:
-            from vlrl.models.llava import save_llava_copy
+        from vlrl.models.llava import save_llava_copy
 
+        if cfg.export_llava:
             save_llava_copy(model, processor, out / "hf")
+        if cfg.save_adapter:
+            save_llava_copy(model, processor, out / "adapter", adapter_base=cfg.init_from)
         plot_curves(out / "metrics.jsonl", CURVES, out / "curves.png", f"RL ({cfg.loss.name})")
         print(f"[save] model -> {out} (curves: {out / 'curves.png'})")
     barrier()

@@ -50,11 +50,11 @@ class ForwardTimer:
 
 
 class GenerateTimer:
-    """Wall time inside ``generate`` calls made by the rollout engine (the rest of a rollout is
-    encoding prompts, collating and bookkeeping: overhead)."""
+    """Wall time inside ``generate`` calls (through ``generate_texts``, which the rollout engine calls;
+    the rest of a rollout is encoding prompts, collating and bookkeeping: overhead)."""
 
     def __init__(self) -> None:
-        import vlrl.rollout.engine as engine
+        import vlrl.models.generation as engine
 
         self.total, real = 0.0, engine.generate
 

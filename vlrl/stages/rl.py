@@ -341,16 +341,9 @@ def _evaluate(model, processor, cfg: RLConfig, out: Path, iteration: int) -> dic
     return metrics
 
 
-def main(cfg: RLConfig) -> Path:
-    init_from_launcher()
-    rank, n_proc = world()
-    if cfg.prompts_per_iteration < n_proc:
-        raise ValueError(f"rl: prompts_per_iteration ({cfg.prompts_per_iteration}) must be at least the number "
-                         f"of processes ({n_proc}): prompts are sharded over processes")
-    seed_everything(cfg.seed)
-    out = Path(cfg.output_dir)
-    if is_main():
-        save_config(cfg, out / "config.yaml")
+def load_policy(cfg: RLConfig):
+    """The starting policy on this process's device, with the run's gradient checkpointing, LoRA
+    adapters and trainable modules."""
     from accelerate import PartialState
 
     model, processor = load_pretrained(cfg.init_from, device=PartialState().device)
@@ -362,6 +355,20 @@ def main(cfg: RLConfig) -> Path:
                              "iteration's first step only with a deterministic forward)")
         add_lora(model, cfg.lora)
     set_trainable(model, cfg.train, key="rl train")
+    return model, processor
+
+
+def main(cfg: RLConfig) -> Path:
+    init_from_launcher()
+    rank, n_proc = world()
+    if cfg.prompts_per_iteration < n_proc:
+        raise ValueError(f"rl: prompts_per_iteration ({cfg.prompts_per_iteration}) must be at least the number "
+                         f"of processes ({n_proc}): prompts are sharded over processes")
+    seed_everything(cfg.seed)
+    out = Path(cfg.output_dir)
+    if is_main():
+        save_config(cfg, out / "config.yaml")
+    model, processor = load_policy(cfg)
     samples = load_data(cfg.sources)
     state = RLState(cfg, samples)
     ckpt = latest_checkpoint(out) if cfg.resume else None

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from processors.collate import collate_sft  # noqa: E402
 from vlrl.algos import LOSSES  # noqa: E402
-from vlrl.algos.update import UpdateConfig, policy_update  # noqa: E402
+from vlrl.algos.update import UpdateConfig, batch_logprobs, policy_update  # noqa: E402
 from vlrl.config import OptimConfig  # noqa: E402
 from vlrl.eval import evaluate_samples  # noqa: E402
 from vlrl.models import SamplingParams, load_pretrained  # noqa: E402
@@ -116,17 +116,9 @@ def measure(model, base_flat, start, after, data, lr: float) -> dict:
         lengths += float((vec - prev).norm())
         prev = vec
     out["coherence"] = float((after[-1] - start).norm()) / max(1e-12, lengths) if after else 0.0
-    with torch.no_grad():
-        model.eval()
-        new = [model.response_logprobs(data["batch"].rows(list(range(i, min(i + 16, len(data["batch"]))))))[0]
-               for i in range(0, len(data["batch"]), 16)]
+    model.eval()
     mask = data["batch"].response_mask[:, 1:]
-    kl, n = 0.0, 0
-    for i, part in zip(range(0, len(data["batch"]), 16), new):
-        m = mask[i : i + 16, : part.shape[1]]
-        kl += float((data["old"][i : i + 16, : part.shape[1]] - part)[m].sum())
-        n += int(m.sum())
-    out["kl"] = kl / max(1, n)
+    out["kl"] = float((data["old"] - batch_logprobs(model, data["batch"], 16))[mask].mean())
     return out
 
 
@@ -139,11 +131,7 @@ def prepare(base, processor, rl_samples, sft_samples, reward_fn, seed: int, args
     scored = score_trajectories([processor.decode(t.tokens) for t in trajs], [t.sample for t in trajs],
                                 [len(t.tokens) for t in trajs], [t.finish for t in trajs], reward_fn)
     batch = scoring_batch(processor, trajs, 0, True)
-    with torch.no_grad():
-        old = torch.zeros(len(batch), batch.input_ids.shape[1] - 1)
-        for i in range(0, len(batch), 16):
-            part = base.response_logprobs(batch.rows(list(range(i, min(i + 16, len(batch))))))[0]
-            old[i : i + 16, : part.shape[1]] = part
+    old = batch_logprobs(base, batch, 16)
     sidx = torch.randperm(len(sft_samples), generator=gen).tolist()
     sft = [collate_sft([processor.encode(sft_samples[j], sft_samples[j].response)
                         for j in sidx[b * args.sft_batch : (b + 1) * args.sft_batch]], processor.pad_token_id)

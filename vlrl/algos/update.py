@@ -49,8 +49,9 @@ def micro_batches(groups: list[list[int]], size: int) -> list[list[int]]:
     return out
 
 
-def _reference(model, batch, micro: int, temperature: float) -> torch.Tensor:
-    """(B, T-1) token log-probs under the current weights (pi_theta_i), before any update."""
+def batch_logprobs(model, batch, micro: int, temperature: float = 1.0) -> torch.Tensor:
+    """(B, T-1) token log-probs of a scoring batch under the current weights, without gradient, in
+    micro-batches of similar length (before an update: pi_theta_i's)."""
     B, T = batch.input_ids.shape
     ref = torch.zeros(B, T - 1, device=batch.input_ids.device)
     order = sorted(range(B), key=lambda i: int(batch.attention_mask[i].sum()))  # similar lengths together
@@ -112,7 +113,7 @@ def policy_update(model, batch, rewards: torch.Tensor | None, group: torch.Tenso
     B = len(batch) if batch is not None else 0  # an empty process still joins every collective below
     n_mb = max(1, math.ceil(all_sum([float(B)])[0] / cfg.minibatch_size))
     micro = max(1, min(cfg.micro_batch_size, cfg.minibatch_size))
-    ref = _reference(model, batch, micro, cfg.temperature) if B else None
+    ref = batch_logprobs(model, batch, micro, cfg.temperature) if B else None
     stats: dict = sampling_mismatch(ref, sampled)
     parts = group_parts(group.tolist() if B else [], n_mb)
     lengths = batch.attention_mask.sum(-1).tolist() if B else []  # groups of similar length share micro-batches

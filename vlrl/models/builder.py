@@ -61,7 +61,7 @@ def build_vlm(cfg: ModelConfig, system_prompt: str | None = None) -> tuple[Visio
     saved_cfg = ModelConfig(
         encoder=encoder.export_config(),
         projector=cfg.projector,
-        llm=LLMConfig(config=_llm_config_dict(llm), dtype=cfg.llm.dtype,
+        llm=LLMConfig(config=config_dict(llm.config), dtype=cfg.llm.dtype,
                       attn_implementation=cfg.llm.attn_implementation),
         tokenizer=TokenizerConfig(image_token=cfg.tokenizer.image_token),
         max_length=cfg.max_length,
@@ -97,8 +97,9 @@ def enable_gradient_checkpointing(model: VisionLanguageModel) -> None:
     model.config = dataclasses.replace(model.config, gradient_checkpointing=True)
 
 
-def _llm_config_dict(llm) -> dict:
-    d = llm.config.to_dict()
+def config_dict(config) -> dict:
+    """A transformers config as the plain dict vlrl saves (no private keys, versions or class names)."""
+    d = config.to_dict()
     return {k: v for k, v in d.items() if not k.startswith("_") and k not in ("transformers_version", "architectures")}
 
 

@@ -101,11 +101,6 @@ def _check_importable(hf) -> None:
                          f"Linear-GELU-Linear with biases")
 
 
-def _config_dict(cfg) -> dict:
-    d = cfg.to_dict()
-    return {k: v for k, v in d.items() if not k.startswith("_") and k not in ("transformers_version", "architectures")}
-
-
 def _image_processor(path: str):
     """The checkpoint's transformers image processor, or None when it has no preprocessor config."""
     from transformers import AutoImageProcessor
@@ -116,24 +111,16 @@ def _image_processor(path: str):
         return None
 
 
-def _image_kwargs(path: str) -> dict:
-    """The checkpoint's image normalisation as hf_vision encoder kwargs (mean, std, resize mode)."""
-    ip = _image_processor(path)
-    if ip is None:
-        return {}  # no preprocessor config: the vision family's defaults
-    size = getattr(ip, "size", None) or {}
-    squash = "height" in size and not getattr(ip, "do_center_crop", False)
-    return {"mean": list(ip.image_mean), "std": list(ip.image_std), "resize_mode": "squash" if squash else "shortest"}
-
-
 def llava_model_config(hf, path: str, image_token: str, max_length: int = 2048) -> ModelConfig:
-    """The vlrl ModelConfig of a LlavaConfig ``hf`` read from ``path`` (its tokenizer and preprocessing)."""
+    """The vlrl ModelConfig of a LlavaConfig ``hf`` read from ``path`` (its tokenizer)."""
+    from vlrl.models.builder import config_dict
+
     _check_importable(hf)
     return ModelConfig(
-        encoder=EncoderConfig(name="hf_vision", arch=_config_dict(hf.vision_config), pretrained=None,
-                              feature_layer=int(hf.vision_feature_layer), kwargs=_image_kwargs(path)),
+        encoder=EncoderConfig(name="hf_vision", arch=config_dict(hf.vision_config), pretrained=None,
+                              feature_layer=int(hf.vision_feature_layer)),
         projector=ProjectorConfig(name="mlp"),
-        llm=LLMConfig(config=_config_dict(hf.text_config)),
+        llm=LLMConfig(config=config_dict(hf.text_config)),
         tokenizer=TokenizerConfig(path=path, image_token=image_token),
         max_length=max_length,
     )

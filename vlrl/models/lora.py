@@ -21,11 +21,13 @@ ADAPTER = "default"
 
 
 def add_lora(model, cfg: LoRAConfig) -> None:
-    """Inject LoRA adapters per ``cfg`` (idempotent for a model that already has them) and record it in
-    ``model.config.lora``."""
+    """Inject LoRA adapters per ``cfg`` and record it in ``model.config.lora`` (a no-op for a model that
+    already has these adapters; other adapters are an error)."""
     from peft import LoraConfig, inject_adapter_in_model
 
-    if has_lora(model):
+    if has_lora(model):  # a training checkpoint loaded with its adapters: they must be the ones asked for
+        if model.config.lora != cfg:
+            raise ValueError(f"lora: the model already has adapters {model.config.lora}, not {cfg}")
         return
     unknown = set(cfg.modules) - set(MODULES)
     if unknown:

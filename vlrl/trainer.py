@@ -61,6 +61,9 @@ class SFTConfig:
     keep_checkpoints: int = 2
     resume: bool = True  # continue from the latest checkpoint in output_dir
     max_steps_per_run: Optional[int] = None  # stop (after a checkpoint) after this many steps; resume later
+    # end the run after this many minutes of training, saved as finished (the LR schedule is cut short
+    # where it stands): baselines at the wall time of another run (scripts/bench_learning.py)
+    time_limit_minutes: Optional[float] = None
     trackers: List[str] = field(default_factory=lambda: ["tensorboard"])
     export_llava: bool = False  # also write the final model as a transformers LLaVA in output_dir/hf
     save_adapter: bool = False  # with model.lora: also the adapter alone (peft, LLaVA layout) in output_dir/adapter
@@ -116,6 +119,8 @@ class SFTTrainer:
         self.stream = BatchStream(dataset, lambda items: collate_sft(items, processor.pad_token_id), sampler,
                                   cfg.num_workers)
         self.step, self.resumed = 0, None
+        self.deadline = None if cfg.time_limit_minutes is None else time.time() + 60 * cfg.time_limit_minutes
+        self.timed_out = False
         self.log = MetricsLog(self.out / "metrics.jsonl") if is_main() else None
 
     def _maybe_resume(self) -> dict | None:
@@ -149,7 +154,7 @@ class SFTTrainer:
         start = 0
         for i, phase in enumerate(self.cfg.phases):
             end = start + phase.steps
-            if self.step < end and (stop_at is None or self.step < stop_at):
+            if self.step < end and (stop_at is None or self.step < stop_at) and not self.timed_out:
                 self._run_phase(i, phase, start, end, tensors, stop_at)
                 tensors = None  # optimizer state only belongs to the phase it was saved in
             start = end
@@ -163,8 +168,9 @@ class SFTTrainer:
 
     def save_final(self, title: str, curves: tuple = ("loss", "lr", "grad_norm", "tokens_per_s")) -> bool:
         """On the main process of a finished run: save the model to ``output_dir`` and plot its curves.
-        Returns whether this process saved (a run stopped by ``max_steps_per_run`` saves only checkpoints)."""
-        if not (is_main() and self.step >= sum(p.steps for p in self.cfg.phases)):
+        Returns whether this process saved (a run stopped by ``max_steps_per_run`` saves only checkpoints;
+        one that reached ``time_limit_minutes`` is finished)."""
+        if not (is_main() and (self.timed_out or self.step >= sum(p.steps for p in self.cfg.phases))):
             return False
         model = self.accel.unwrap_model(self.model)
         save_pretrained(model, self.processor, self.out)
@@ -198,7 +204,8 @@ class SFTTrainer:
             tokens += n_tok
             # ~ the global mean (exact with one process); the bar redraws at most once a second
             bar.set_postfix(loss=f"{loss * self.accel.num_processes:.3f}", refresh=False)
-            if self.step % cfg.log_every == 0 or self.step == end:
+            self.timed_out = self._past_deadline()
+            if self.step % cfg.log_every == 0 or self.step == end or self.timed_out:
                 # every process logs at the same steps, so the sum of the shares is a safe collective
                 loss = all_sum([loss])[0]
                 metrics = {"loss": loss, "grad_norm": grad_norm, "lr": sched.get_last_lr()[0], "phase": index,
@@ -206,13 +213,21 @@ class SFTTrainer:
                 self.accel.log(metrics, step=self.step)
                 if self.log:
                     self.log.log(self.step, **metrics)
-            last = self.step == end or self.step == stop_at
+            last = self.step == end or self.step == stop_at or self.timed_out
             if (cfg.save_every and self.step % cfg.save_every == 0) or (last and cfg.save_every):
                 self._checkpoint(index, opt, sched)
-            if self.step == stop_at:
+            if self.step == stop_at or self.timed_out:
+                if self.timed_out:
+                    print(f"[train] time limit of {cfg.time_limit_minutes:g} min reached at step {self.step}")
                 break
         bar.close()
         self.model = self.accel.unwrap_model(model)
+
+    def _past_deadline(self) -> bool:
+        """Whether ``time_limit_minutes`` has passed; any process's clock counts for all (collective when set)."""
+        if self.deadline is None:
+            return False
+        return all_sum([float(time.time() > self.deadline)])[0] > 0
 
     def _train_step(self, model, opt, sched) -> tuple[float, float, int]:
         """One optimizer step on a global batch (this process's slices of ``grad_accum`` batches, each run as

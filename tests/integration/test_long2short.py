@@ -101,3 +101,18 @@ def test_stage_eval_of_an_rl_run_is_its_last_iteration_when_evaluated(tmp_path):
         (d / "config.yaml").write_text(yaml.safe_dump({"eval_sources": src, "eval_max_new_tokens": 256,
                                                        "iterations": 10, "eval_every": every}))
         assert stage_eval(d, src, 256) == (d / "eval" / expect if expect else None)
+
+
+def test_shortest_rs_time_limit_counts_the_sampling_and_ends_the_fine_tuning(sft_tiny, tmp_path):
+    """A budget the sampling alone spends: the fine-tuning gets none left, takes one step and still saves
+    a finished model (the rejection-sampling baseline at another run's wall time)."""
+    out = tmp_path / "rs"
+    cfg = load_config(Long2ShortConfig, "configs/tiny/long2short.yaml", [
+        f"long_model={sft_tiny}", f"output_dir={out}", "methods=[shortest_rs]", "eval_sources=[]",
+        "sources=[synth:shapes?n=6&seed=4&levels=1,synth:arithmetic?n=6&seed=4&levels=1]", "sample.n=4",
+        "sample.max_new_tokens=12", "shortest_rs.steps=1000", "shortest_rs.batch_size=4",
+        "shortest_rs.sample_from=long", "shortest_rs.time_limit_minutes=0.0"])
+    main(cfg)
+    steps = [json.loads(x)["step"] for x in (out / "shortest_rs" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1]
+    load_pretrained(out / "shortest_rs")

@@ -101,3 +101,12 @@ def test_length_split_gives_the_whole_batch_gradient(tmp_path, monkeypatch):
     widths.clear()  # more parts than rows: one row per part
     warmup.main(warmup_cfg(tmp_path / "d", *common, "length_split=9"))
     assert len(widths) == 3 * 8
+
+
+def test_time_limit_ends_the_run_as_finished(tmp_path):
+    """A time limit already passed: one step, then the model is saved as a finished run (not only a
+    checkpoint), with the log ending at that step."""
+    out = warmup.main(warmup_cfg(tmp_path / "t", "phases=[{steps: 1000}]", "time_limit_minutes=0", "save_every=50"))
+    assert (out / "model.safetensors").exists()
+    assert sorted(losses(out)) == [1]
+    assert (out / "checkpoints" / "step-1" / "trainer_state.json").exists()

@@ -20,6 +20,7 @@ for every method and the starting models, and the accuracy-vs-tokens plot.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import List, Optional
@@ -57,6 +58,9 @@ class ShortestRSConfig:
     batch_size: int = 32
     lr: float = 5.0e-4
     lora: Optional[LoRAConfig] = None  # adapters instead of full weights (merged into the saved model)
+    # the method's whole wall-time budget, sampling included: fine-tuning ends when it is spent (the
+    # rejection-sampling baseline at RL's wall time, scripts/bench_learning.py)
+    time_limit_minutes: Optional[float] = None
 
 
 @dataclass
@@ -138,6 +142,7 @@ def run_shortest_rs(cfg: Long2ShortConfig, base: str, samples_cache: Path, out: 
     from vlrl.data.synth import write_dataset
     from vlrl.stages import warmup
 
+    t0 = time.time()
     records, samples = sample_records(base, cfg, samples_cache)
     sft = shortest_rs_samples(records, samples)
     if not sft:
@@ -153,6 +158,8 @@ def run_shortest_rs(cfg: Long2ShortConfig, base: str, samples_cache: Path, out: 
         f"init_from={base}", f"data.sources=[{data}]", f"phases=[{{steps: {rs.steps}}}]", f"batch_size={rs.batch_size}",
         f"optim.lr={rs.lr}", "optim.warmup_steps=10", f"output_dir={out}", f"seed={cfg.seed}", "trackers=[]"])
     wcfg.model.lora = rs.lora
+    if rs.time_limit_minutes is not None:
+        wcfg.time_limit_minutes = max(0.0, rs.time_limit_minutes - (time.time() - t0) / 60)
     warmup.main(wcfg)
 
 

@@ -42,3 +42,34 @@ def test_summary_and_breakdowns_by_hand():
     assert set(rep["by_difficulty"]) == {"1", "2"}
     gap = modality_gap(records)
     assert gap == {"pairs": 1, "text_pass@1": 0.5, "rendered_pass@1": 0.0, "gap": 0.5}
+
+
+def _eval_json(path, overall, **by_modality):
+    import json
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "eval.json").write_text(json.dumps({"overall": {"pass@1": overall},
+                                                "by_modality": {m: {"pass@1": v} for m, v in by_modality.items()}}))
+
+
+def test_heldout_points_table_and_plot_over_iterations(tmp_path):
+    """Evaluations at iterations 0, 4 and 10 (sampled at 0 and 10 only) read back in iteration order
+    (10 after 4, not after 0 as text sorts), tabulated with the change from the first, and drawn."""
+    from vlrl.eval.curves import heldout_points, plot_heldout
+    from vlrl.eval.pipeline_report import heldout_table
+
+    _eval_json(tmp_path / "eval" / "iter-0", 0.30, image=0.40, text=0.20)
+    _eval_json(tmp_path / "eval" / "iter-0" / "sampled", 0.25, image=0.35, text=0.15)
+    _eval_json(tmp_path / "eval" / "iter-10", 0.50, image=0.55, text=0.45)
+    _eval_json(tmp_path / "eval" / "iter-10" / "sampled", 0.40, image=0.45, text=0.35)
+    _eval_json(tmp_path / "eval" / "iter-4", 0.35, image=0.45, text=0.25)
+    points = heldout_points(tmp_path)
+    assert [p["iteration"] for p in points] == [0, 4, 10]
+    assert points[1]["sampled"] == {} and points[2]["greedy"]["text"] == 0.45
+    table = heldout_table(points)
+    assert table[0] == ("| iteration | overall (greedy) | image (greedy) | text (greedy) | overall (sampled) | "
+                        "image (sampled) | text (sampled) |")
+    assert table[3] == "| 4 | 0.350 | 0.450 | 0.250 |  |  |  |"
+    # text greedy 0.20 -> 0.45 (+25.0), sampled 0.15 -> 0.35 (+20.0)
+    assert table[-1] == "| change 0 -> 10 (points) | +20.0 | +15.0 | +25.0 | +15.0 | +10.0 | +20.0 |"
+    assert plot_heldout(tmp_path, tmp_path / "h.png").is_file()
+    assert plot_heldout(tmp_path / "none", tmp_path / "n.png") is None

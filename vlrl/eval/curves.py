@@ -2,6 +2,7 @@
 
 ``plot_curves`` draws one run; ``plot_runs`` overlays several (e.g. ``kimi`` vs ``grpo`` from the same
 start), one panel per metric. ``vlrl plot --run kimi=runs/a --run grpo=runs/b --out cmp.png`` calls it.
+``plot_heldout`` draws a run's held-out evaluations over its iterations (``eval/iter-N/``).
 """
 
 from __future__ import annotations
@@ -56,3 +57,52 @@ def plot_runs(runs: Mapping[str, str | Path], keys: Sequence[str], out_png: str 
 def plot_curves(metrics_path: str | Path, keys: Sequence[str], out_png: str | Path, title: str = "") -> Path | None:
     """One run's curves (see ``plot_runs``)."""
     return plot_runs({"": metrics_path}, keys, out_png, title)
+
+
+def heldout_points(run_dir: str | Path) -> list[dict]:
+    """A run's held-out evaluations over iterations, from ``eval/iter-N/eval.json`` (greedy) and
+    ``eval/iter-N/sampled/eval.json`` (the mean over samples): one dict per evaluated iteration with
+    ``iteration``, ``greedy`` and ``sampled`` ({modality or "overall": pass@1}; ``sampled`` may be empty)."""
+    def read(path: Path) -> dict:
+        if not path.is_file():
+            return {}
+        rep = json.loads(path.read_text())
+        return {"overall": rep["overall"]["pass@1"], **{m: v["pass@1"] for m, v in rep["by_modality"].items()}}
+
+    points = []
+    for d in Path(run_dir).glob("eval/iter-*"):
+        if (d / "eval.json").is_file():
+            points.append({"iteration": int(d.name.split("-")[1]), "greedy": read(d / "eval.json"),
+                           "sampled": read(d / "sampled" / "eval.json")})
+    return sorted(points, key=lambda p: p["iteration"])
+
+
+def plot_heldout(run_dir: str | Path, out_png: str | Path, title: str = "") -> Path | None:
+    """Held-out pass@1 per modality against the iteration (greedy solid, sampled dashed), one colour per
+    modality; None with fewer than two evaluated iterations (no curve to draw)."""
+    points = heldout_points(run_dir)
+    if len(points) < 2:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    groups = sorted({m for p in points for m in p["greedy"]}, key=lambda m: (m != "overall", m))
+    for i, m in enumerate(groups):
+        for how, style in (("greedy", "-"), ("sampled", "--")):
+            pts = [(p["iteration"], p[how][m]) for p in points if m in p[how]]
+            if pts:
+                ax.plot([x for x, _ in pts], [y for _, y in pts], style, marker="o", color=f"C{i}",
+                        label=f"{m} ({how})")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("held-out pass@1")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return Path(out_png)

@@ -33,6 +33,23 @@ def before_after(before: dict, after: dict) -> list[str]:
     return rows
 
 
+def heldout_table(points: list[dict]) -> list[str]:
+    """Markdown table of held-out pass@1 per evaluated iteration (``vlrl.eval.curves.heldout_points``):
+    greedy and, where evaluated, sampled, per modality, with a last row of the change from the first."""
+    groups = sorted({m for p in points for m in p["greedy"]}, key=lambda m: (m != "overall", m))
+    cols = [(how, m) for how in ("greedy", "sampled") for m in groups if any(m in p[how] for p in points)]
+    rows = ["| iteration | " + " | ".join(f"{m} ({how})" for how, m in cols) + " |",
+            "|---|" + "---|" * len(cols)]
+    for p in points:
+        rows.append(f"| {p['iteration']} | " + " | ".join(f"{p[how][m]:.3f}" if m in p[how] else ""
+                                                          for how, m in cols) + " |")
+    first, last = points[0], points[-1]
+    rows.append(f"| change {first['iteration']} -> {last['iteration']} (points) | " + " | ".join(
+        f"{100 * (last[how][m] - first[how][m]):+.1f}" if m in last[how] and m in first[how] else ""
+        for how, m in cols) + " |")
+    return rows
+
+
 def _timings(run: Path, stages: Sequence[str]) -> list[str]:
     rows = ["| stage | minutes |", "|---|---|"]
     total = 0.0
@@ -62,13 +79,20 @@ def step_section(run: Path, step: str, title: str, labels: dict[str, str]) -> li
     earlier step's model and both were evaluated."""
     d = run / step
     lines = [f"## {title}", ""]
-    for png, alt in (("curves.png", f"{step} curves"), ("report.png", step)):
+    for png, alt in (("curves.png", f"{step} curves"), ("heldout.png", f"{step} held-out pass@1"),
+                     ("report.png", step)):
         if (d / png).is_file():
             lines += [f"![{alt}]({step}/{png})", ""]
     for md in (d / "report.md", d / "eval" / "eval.md"):
         if md.is_file():
             lines += [_demote(md.read_text()), ""]
             break
+    from vlrl.eval.curves import heldout_points
+
+    points = heldout_points(d)
+    if len(points) >= 2:
+        lines += [f"Held-out pass@1 over the {title} iterations (greedy, and the mean over samples at the rollout "
+                  "temperature where evaluated):", "", *heldout_table(points), ""]
     start = _start_step(run, step)
     before, after = (_last_eval(run / start), _last_eval(d)) if start else (None, None)
     if before and after and not (d / "eval" / "eval.json").is_file():

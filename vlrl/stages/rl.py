@@ -29,7 +29,7 @@ from vlrl.algos.update import UpdateConfig, policy_update
 from vlrl.algos.sampling import CurriculumStage, SuccessTracker, sample_prompts
 from vlrl.checkpoint import latest_checkpoint, load_checkpoint_state, save_checkpoint
 from vlrl.config import LoRAConfig, OptimConfig, save_config
-from vlrl.eval.curves import plot_curves
+from vlrl.eval.curves import plot_curves, plot_heldout
 from vlrl.models import load_pretrained, save_pretrained
 from vlrl.rewards.combine import ScoredBatch, score_trajectories
 from vlrl.rewards.length import length_penalty_weight
@@ -407,6 +407,7 @@ def main(cfg: RLConfig) -> Path:
         if cfg.save_adapter:
             save_llava_copy(model, processor, out / "adapter", adapter_base=cfg.init_from)
         plot_curves(out / "metrics.jsonl", CURVES, out / "curves.png", f"RL ({cfg.loss.name})")
+        plot_heldout(out, out / "heldout.png", f"RL ({cfg.loss.name}): held-out pass@1")
         print(f"[save] model -> {out} (curves: {out / 'curves.png'})")
     barrier()
     return out

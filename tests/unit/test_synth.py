@@ -8,7 +8,7 @@ from vlrl.data.synth.arithmetic import word_problem
 from vlrl.data.synth.shapes import Obj, render_scene
 
 
-@pytest.mark.parametrize("task", ["shapes", "arithmetic", "text_rendered"])
+@pytest.mark.parametrize("task", ["shapes", "arithmetic", "text_rendered", "shape_math"])
 def test_tasks_are_deterministic_by_seed(task):
     a, b, c = generate(task, 20, seed=3), generate(task, 20, seed=3), generate(task, 20, seed=4)
     key = lambda ss: [(s.question, s.answer, [np.asarray(i).tobytes() for i in s.images]) for s in ss]  # noqa: E731
@@ -46,6 +46,18 @@ def test_shapes_answers_are_correct_by_construction():
     assert len({s.meta["qtype"] for s in samples}) >= 7
     for s in samples:
         assert int(s.answer) == recompute_shapes_answer(s), s.question
+
+
+def test_shape_math_answers_are_the_expression_at_the_shape_count():
+    samples = generate("shape_math", 200, seed=5)
+    assert {s.difficulty for s in samples} == {1, 2, 3, 4, 5} and {s.modality for s in samples} == {"image"}
+    for s in samples:
+        expr = re.fullmatch(r"Let n be the number of shapes in the picture\. What is (.+)\?", s.question)[1]
+        assert int(s.answer) == eval(expr.replace("n", str(len(s.meta["scene"])))) >= 0  # noqa: S307 - our digits
+    # the long trace counts the scene, substitutes and computes: "So n = 4 and the problem is 4 * 3 + 2."
+    s = generate("shape_math", 3, seed=5, style="long")[2]
+    n = len(s.meta["scene"])
+    assert f"That makes {n}." in s.response and f"So n = {n} and the problem is" in s.response
 
 
 def test_rendered_scene_has_the_shape_colour_in_its_cell():
@@ -107,7 +119,7 @@ def test_corpus_covers_every_task():
 def test_every_programmatic_trace_verifies_correct(style):
     from vlrl.rewards import AnswerVerifier
     v = AnswerVerifier(symbolic=False)
-    for task in ("shapes", "arithmetic", "text_rendered"):
+    for task in ("shapes", "arithmetic", "text_rendered", "shape_math"):
         for s in generate(task, 150, seed=7, style=style, slip=0.5):
             r = v(s.response, s)
             assert r.reward == 1.0, (s.question, s.response)
@@ -115,8 +127,8 @@ def test_every_programmatic_trace_verifies_correct(style):
 
 
 def test_long_traces_show_the_four_behaviours():
-    samples = [s for t in ("shapes", "arithmetic", "text_rendered") for s in generate(t, 60, seed=3, style="long",
-                                                                                      slip=0.3)]
+    samples = [s for t in ("shapes", "arithmetic", "text_rendered", "shape_math")
+               for s in generate(t, 60, seed=3, style="long", slip=0.3)]
     text = [s.response for s in samples]
     assert all(r.startswith(("Plan:", "Reading the image")) for r in text)          # planning
     assert sum("Check:" in r for r in text) / len(text) > 0.9                        # evaluation

@@ -6,6 +6,8 @@ as the standard JSONL + PNG layout that ``vlrl.data.load_samples`` reads back. T
 - ``shapes``: scenes of coloured shapes, counting / comparison / spatial questions (image-text);
 - ``arithmetic``: arithmetic expressions and word problems (text-only);
 - ``text_rendered``: arithmetic rendered into images, each paired with its text twin (``pair_id``);
+- ``shape_math``: count the shapes of a scene, then evaluate an expression in the count (image-text
+  problems where a chain of thought pays: perception, then arithmetic);
 - ``curation_pool``: a raw pool for ``vlrl curate`` with planted choice / true-false / proof / unanswerable /
   guessable items (``meta["kind"]``), see ``pool.py``.
 """
@@ -21,13 +23,14 @@ from tqdm import tqdm
 from vlrl.data.synth.cot import with_responses
 from vlrl.data.synth.arithmetic import generate_arithmetic, generate_text_rendered
 from vlrl.data.synth.pool import generate_pool
-from vlrl.data.synth.shapes import generate_shapes
+from vlrl.data.synth.shapes import generate_shape_math, generate_shapes
 from vlrl.types import Sample
 
 TASKS: dict[str, Callable[..., list[Sample]]] = {
     "shapes": generate_shapes,
     "arithmetic": generate_arithmetic,
     "text_rendered": generate_text_rendered,
+    "shape_math": generate_shape_math,
     "curation_pool": generate_pool,
 }
 # named system prompts for ``synth:...&system=NAME`` (any other value is used as the prompt text)

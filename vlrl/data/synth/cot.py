@@ -102,7 +102,9 @@ def _explore(steps: list[tuple[int, str, int, int]]) -> str:
 
 
 def arithmetic_response(expr: str, answer: int, style: str, rng: random.Random, slip: float,
-                        preface: list[str] | None = None) -> str:
+                        preface: list[str] | None = None, then: bool = False) -> str:
+    """The chain of thought of ``expr`` after ``preface``; ``then``: the preface already made the plan, so
+    the expression's plan line continues it ("Then work from left to right.")."""
     steps = expression_steps(expr)
     if steps[-1][3] != answer:
         raise ValueError(f"expression '{expr}' evaluates to {steps[-1][3]}, not {answer}")
@@ -110,7 +112,8 @@ def arithmetic_response(expr: str, answer: int, style: str, rng: random.Random, 
     if style == "short":
         lines += [f"{a} {op} {b} = {v}." for a, op, b, v in steps]
     else:
-        lines.append(_plan_expression(steps, expr))
+        plan = _plan_expression(steps, expr)
+        lines.append("Then " + plan[len("Plan: "):] if then else plan)
         lines += _work(steps, rng, slip)
         lines.append("Check: " + _inverse_check(*steps[-1]))
         lines.append(_explore(steps))
@@ -232,6 +235,17 @@ def shapes_response(s: Sample, style: str, rng: random.Random, slip: float) -> s
     return "\n".join(lines + [f"Answer: {value}"])
 
 
+def shape_math_response(s: Sample, style: str, rng: random.Random, slip: float) -> str:
+    """Count the shapes (the row listing and a tally), put the count into the expression, then the
+    arithmetic chain of thought of the resulting expression."""
+    scene, grid = s.meta["scene"], s.meta.get("grid", 3)
+    count_line, n = _count_line(scene, "All shapes")
+    expr = s.meta["expression"].replace("n", str(n))
+    preface = [] if style == "short" else [f"Plan: count the shapes to find n, then work out {s.meta['expression']}."]
+    preface += _row_listing(scene, grid) + [count_line, f"So n = {n} and the problem is {expr}."]
+    return arithmetic_response(expr, int(s.answer), style, rng, slip, preface, then=True)
+
+
 def side_word(qtype: str) -> str:
     return "column" if qtype == "left_of" else "row"
 
@@ -248,6 +262,8 @@ def make_response(s: Sample, style: str, rng: random.Random, slip: float = 0.0) 
     task = s.meta.get("task")
     if task == "shapes":
         return shapes_response(s, style, rng, slip)
+    if task == "shape_math":
+        return shape_math_response(s, style, rng, slip)
     if task == "arithmetic" and s.meta.get("kind") == "word":
         return word_response(s.meta["word"], answer, style, rng, slip)
     if task in ("arithmetic", "text_rendered"):

@@ -129,3 +129,47 @@ def generate_shapes(n: int, seed: int = 0, levels: tuple[int, ...] = (1, 2, 3, 4
                   "caption": caption(scene, grid)},
         ))
     return out
+
+
+def count_expression(rng: random.Random, level: int, n: int) -> tuple[str, int]:
+    """(expression in n, its value at n) for a level, never negative:
+    1 n + a, 2 n + a - b, 3 n * a + b, 4 (n + a) * b, 5 n * a - b * c."""
+    r = rng.randint
+    if level == 1:
+        a = r(1, 9)
+        return f"n + {a}", n + a
+    if level == 2:
+        a = r(2, 9)
+        b = r(1, n + a)
+        return f"n + {a} - {b}", n + a - b
+    if level == 3:
+        a, b = r(2, 9), r(1, 9)
+        return f"n * {a} + {b}", n * a + b
+    if level == 4:
+        a, b = r(1, 9), r(2, 5)
+        return f"(n + {a}) * {b}", (n + a) * b
+    a = r(2, 9)
+    b = r(1, min(5, n * a))  # n * a >= 2, so b * c <= n * a with c <= n * a // b
+    c = r(1, min(5, n * a // b))
+    return f"n * {a} - {b} * {c}", n * a - b * c
+
+
+def generate_shape_math(n: int, seed: int = 0, levels: tuple[int, ...] = (1, 2, 3, 4, 5), image_size: int = 48,
+                        grid: int = 3) -> list[Sample]:
+    """``n`` problems that join perception and arithmetic: count the shapes of a scene (1-6 of them), then
+    evaluate an expression in that count (``count_expression``; the level sets the expression). A direct
+    answer has to do both in one step; a chain of thought counts, substitutes and computes."""
+    rng = random.Random(f"shape_math-{seed}")
+    out = []
+    for i in range(n):
+        level = levels[i % len(levels)]
+        scene = make_scene(rng, rng.choice((1, 2, 3)), grid)
+        expr, answer = count_expression(rng, level, len(scene))
+        out.append(Sample(
+            id=f"shape_math-{seed}-{i}", question=f"Let n be the number of shapes in the picture. What is {expr}?",
+            images=[render_scene(scene, image_size, grid)], answer=str(answer), response=f"Answer: {answer}",
+            domain="visual_math", difficulty=level,
+            meta={"task": "shape_math", "expression": expr, "count": len(scene), "grid": grid,
+                  "scene": [asdict(o) for o in scene], "caption": caption(scene, grid)},
+        ))
+    return out

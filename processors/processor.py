@@ -128,10 +128,11 @@ class MultimodalProcessor:
                 f"the images then go first), and keep it out of the chat template and system prompt"
             )
         prompt_ids = self._expand(prompt_ids)
-        if len(prompt_ids) > self.max_length:
+        if len(prompt_ids) >= self.max_length:  # at least one response token must fit
             raise PromptTooLongError(
                 f"sample '{sample.id}': prompt is {len(prompt_ids)} tokens ({len(sample.images)} image(s) x "
-                f"{self.num_image_tokens} tokens included) but max_length is {self.max_length}; raise "
+                f"{self.num_image_tokens} tokens included) but max_length is {self.max_length} (a response needs at least "
+                f"one token); raise "
                 f"model.max_length or use a token-reducing projector (prompts are never truncated)"
             )
         resp_ids: list[int] = []

@@ -141,3 +141,20 @@ def test_the_image_placeholder_is_never_generated(tiny):
         out = generate(model, batch, SamplingParams(max_new_tokens=6, temperature=1.0), proc.eos_token_id,
                        torch.Generator().manual_seed(0))
     assert proc.image_token_id not in out.tokens[0] and len(out.tokens[0]) > 0
+
+
+def test_a_response_never_runs_past_max_length_and_scores_where_it_was_sampled(talkative):
+    """A response cap beyond the model's context (prompt + cap > max_length): generation stops where
+    prompt + response fill max_length, the trajectory finishes there (it cannot be continued) and the
+    scoring batch holds every sampled token. Before, the scoring batch cut the response and the
+    sampler's log-probs no longer fitted it (a crash in sampled_logprobs)."""
+    model, proc = talkative
+    prompts = synth("arithmetic", 2, seed=3)
+    room = [proc.max_length - len(proc.encode(p).input_ids) for p in prompts]
+    cfg = RolloutConfig(k=1, temperature=1.0, max_response_tokens=proc.max_length, budget=0, repeat_max_period=0)
+    with forced_token(model, proc.eos_token_id, -1e4):  # never stops by itself
+        done = rollout(model, proc, prompts, ReplayBuffer(), 0, cfg, torch.Generator().manual_seed(0))
+    assert sorted(len(t.tokens) for t in done) == sorted(room) and {t.finish for t in done} == {"max_length"}
+    batch = scoring_batch(proc, done, 0, True)
+    lp = sampled_logprobs(done, batch, 0)
+    assert int(batch.response_mask.sum()) == sum(room) == int((~lp.isnan()).sum())

@@ -42,8 +42,9 @@ class GenerationOutput:
         logprobs: per generated token, its log-prob under the distribution it was sampled from:
             softmax(logits / temperature) (temperature 1 for greedy), before top-p truncation; what
             ``VisionLanguageModel.response_logprobs(..., temperature)`` gives for it.
-        finish_reasons: "stop" (a stop token), "repeat" (a repeated n-gram loop was cut) or "length"
-            (max_new_tokens reached).
+        finish_reasons: "stop" (a stop token), "repeat" (a repeated n-gram loop was cut), "length"
+            (max_new_tokens reached) or, from ``generate_texts``, "context" (prompt + response filled the
+            processor's ``max_length``: nothing more can be scored or continued).
         prompt_index: the prompt row each output row belongs to.
         texts: each row decoded, from ``generate_texts``.
     """
@@ -239,12 +240,16 @@ def generate_texts(model: VisionLanguageModel, processor, samples: Sequence, par
         enc = [processor.encode(s, list(p) if p else None, add_eos=False, system_prompt=system_prompt)
                for s, p in zip(samples[sl], prefixes[sl])]
         batch = collate_generation(enc, processor.pad_token_id).to(model.device)
+        # never past max_length: a longer response could not be encoded again for scoring or continuation
+        room = [processor.max_length - len(e.input_ids) for e in enc]
+        want = list(caps[sl]) if caps is not None else [params.max_new_tokens] * len(enc)
         part = generate(model, batch, params, processor.eos_token_id, generator, on_tokens,
                         samples_per_prompt=list(counts[sl]) if counts is not None else None,
-                        max_new_per_prompt=list(caps[sl]) if caps is not None else None)
+                        max_new_per_prompt=[max(1, min(c, r)) for c, r in zip(want, room)])
         out.tokens += part.tokens
         out.logprobs += part.logprobs
-        out.finish_reasons += part.finish_reasons
+        out.finish_reasons += ["context" if why == "length" and len(t) >= room[i] else why
+                               for t, why, i in zip(part.tokens, part.finish_reasons, part.prompt_index)]
         out.prompt_index += [start + i for i in part.prompt_index]
         out.texts += [processor.decode(t) for t in part.tokens]
         if on_batch is not None:

@@ -50,7 +50,7 @@ def _settle(traj: Trajectory, new: list[int], logprobs: list[float], reason: str
     traj.add_segment(new, iteration, logprobs)
     if reason in ("stop", "repeat"):
         traj.finish = reason
-    elif len(traj.tokens) >= cfg.max_response_tokens:
+    elif len(traj.tokens) >= cfg.max_response_tokens or reason == "context":  # no room left to continue
         traj.finish = "max_length"
     else:
         buffer.put(traj, iteration)  # cut by this iteration's budget: continue next iteration

@@ -9,7 +9,7 @@ RUN=runs/$NAME
 echo "[demo] 1/3 the pipeline (configs/tiny/pipeline.yaml) -> $RUN"
 vlrl pipeline --config configs/tiny/pipeline.yaml name="$NAME"
 echo "[demo] 2/3 held-out questions, written as files"
-vlrl data synth --task shapes --n 4 --levels 1-3 --seed 4242 --out "$RUN/questions"
+vlrl data synth --task shape_math --n 4 --levels 1-3 --seed 4242 --out "$RUN/questions"
 vlrl data synth --task text_rendered --n 1 --levels 1 --seed 4242 --out "$RUN/rendered"
 echo "[demo] 3/3 asking the RL model"
 python - "$RUN" <<'PY'

@@ -134,8 +134,9 @@ def _add_synth(sub) -> None:
     data = sub.add_parser("data", help="data tools").add_subparsers(dest="data_command", required=True)
     s = data.add_parser("synth", help="generate a synthetic dataset (JSONL + PNG images)",
                         description="Generate a synthetic task deterministically by seed.")
-    s.add_argument("--task", required=True, choices=["shapes", "arithmetic", "text_rendered"],
-                   help="shapes: counting in shape scenes (image); arithmetic: text problems; text_rendered: "
+    s.add_argument("--task", required=True, choices=["shapes", "shape_math", "arithmetic", "text_rendered"],
+                   help="shapes: counting in shape scenes (image); shape_math: count the shapes, then compute "
+                        "(image); arithmetic: text problems; text_rendered: "
                         "arithmetic rendered into images, each with its text twin (2 samples per --n)")
     s.add_argument("--n", type=int, required=True, help="number of samples (pairs for text_rendered)")
     s.add_argument("--out", required=True, help="output directory (data.jsonl + images/)")

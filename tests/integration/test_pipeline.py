@@ -39,6 +39,7 @@ def test_pipeline_end_to_end_and_skip_on_rerun(tmp_path, capsys):
         assert (run / stage / "config.yaml").is_file(), stage  # the resolved config of each stage
     report = (run / "report.md").read_text()
     for section in ("## Stages", "## Long-CoT warm-up", "## Curation", "## RL", "before (warm-up) and after RL",
+                    "Held-out pass@1 over the RL iterations", "rl/heldout.png", "| change 0 -> 1 (points) |",
                     "## Long2short", "long2short/report.png"):
         assert section in report, section
     capsys.readouterr()

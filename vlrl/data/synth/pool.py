@@ -3,7 +3,8 @@
 Every sample carries its ground truth in ``meta["kind"]``, so a curation report can be checked against
 what the generator planted:
 
-- ``regular``: shapes (image), arithmetic (text) and rendered arithmetic (image of text) at levels 1-5;
+- ``regular``: shapes and shape_math (image), arithmetic (text) and rendered arithmetic (image of text) at
+  levels 1-5;
 - ``choice``: multiple choice, with lettered options or as "Which is larger, 37 or 52?" (text and image);
 - ``true_false``: "True or false: ..." / "Is ... ? Answer yes or no." (text and image);
 - ``proof``: "Prove that ..." with no checkable final answer;
@@ -17,7 +18,7 @@ from __future__ import annotations
 import random
 
 from vlrl.data.synth.arithmetic import generate_arithmetic, generate_text_rendered
-from vlrl.data.synth.shapes import generate_shapes
+from vlrl.data.synth.shapes import generate_shape_math, generate_shapes
 from vlrl.types import Sample
 
 # share of each planted kind in the pool; the rest is regular
@@ -74,13 +75,14 @@ def _trap(kind: str, rng: random.Random, base: Sample, i: int, seed: int) -> Sam
 
 def generate_pool(n: int, seed: int = 0, levels: tuple[int, ...] = (1, 2, 3, 4, 5), image_size: int = 48
                   ) -> list[Sample]:
-    """``n`` samples: about a third each of shapes, arithmetic and rendered arithmetic, with
+    """``n`` samples: about a quarter each of shapes, shape_math, arithmetic and rendered arithmetic, with
     ``TRAP_SHARES`` of them turned into planted items; the order is shuffled by ``seed``."""
     rng = random.Random(f"pool-{seed}")
-    third = n // 3 + 1
-    bases = (generate_shapes(third, seed=seed, levels=levels, image_size=image_size)
-             + generate_arithmetic(third, seed=seed, levels=levels)
-             + [s for s in generate_text_rendered(third, seed=seed, levels=levels, image_size=image_size)
+    part = n // 4 + 1
+    bases = (generate_shapes(part, seed=seed, levels=levels, image_size=image_size)
+             + generate_shape_math(part, seed=seed, levels=levels, image_size=image_size)
+             + generate_arithmetic(part, seed=seed, levels=levels)
+             + [s for s in generate_text_rendered(part, seed=seed, levels=levels, image_size=image_size)
                 if s.modality == "text_rendered"])
     rng.shuffle(bases)
     kinds = [k for k, share in TRAP_SHARES.items() for _ in range(round(share * n))]

@@ -1,0 +1,54 @@
+"""The pure parts of the learning benchmarks: source rewriting and the summary JSON, by hand."""
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_with_n_rewrites_only_the_sample_count():
+    b = _script("bench_learning")
+    assert b.with_n("synth:shape_math?n=3000&seed=2", 160) == "synth:shape_math?n=160&seed=2"
+    assert b.with_n("synth:arithmetic?seed=2&n=7&levels=1-3", 5) == "synth:arithmetic?seed=2&n=5&levels=1-3"
+
+
+def test_summary_gives_mean_spread_and_rl_gain_in_points():
+    b = _script("bench_learning")
+    a = argparse.Namespace(seeds=[0, 1], quick=False, warmup="w", rl_config="c", rl_override=[], samples=8)
+    results = {"warmup": [{"sampled/image": 0.25, "sampled/text": 0.40, "wall_s": 0.0}],
+               "rl": [{"sampled/image": 0.35, "sampled/text": 0.42, "wall_s": 100.0},
+                      {"sampled/image": 0.31, "sampled/text": 0.48, "wall_s": 120.0}]}
+    out = b.summarise(results, a)
+    # image: +10 and +6 points -> mean 8, population std 2; text: +2 and +8 -> 5 and 3
+    assert out["rl_gain/image"] == 8.0 and out["rl_gain_std/image"] == 2.0
+    assert out["rl_gain/text"] == 5.0 and out["rl_gain_std/text"] == 3.0
+    assert out["arms"]["rl"]["wall_s"] == {"mean": 110.0, "std": 10.0, "n": 2}
+    assert "rl_gain/text_rendered" not in out
+
+
+def test_trl_comparison_agrees_only_within_the_seed_spreads():
+    c = _script("compare_trl_learning")
+    same = c.summarise({"vlrl": [[0.2, 0.4], [0.2, 0.6]], "trl": [[0.3, 0.5], [0.1, 0.5]]}, window=1)
+    # final windows: vlrl 0.4 / 0.6 (mean 0.5, std 0.1), trl 0.5 / 0.5 (mean 0.5, std 0): gap 0
+    assert same["vlrl"]["final_window"] == {"mean": 0.5, "std": 0.1} and same["agree_within_spread"]
+    apart = c.summarise({"vlrl": [[0.2, 0.4], [0.2, 0.6]], "trl": [[0.3, 0.9], [0.1, 0.9]]}, window=1)
+    assert apart["final_window_gap"] == 0.4 and not apart["agree_within_spread"]  # 0.4 > 0.1 + 0
+
+
+def test_markdown_table_of_the_summary():
+    b = _script("bench_learning")
+    a = argparse.Namespace(seeds=[0], quick=True, warmup="w", rl_config="c", rl_override=[], samples=8)
+    out = b.summarise({"warmup": [{"sampled/image": 0.25, "wall_s": 0.0}],
+                       "rl": [{"sampled/image": 0.35, "wall_s": 100.0}]}, a)
+    md = b.markdown(out).splitlines()
+    assert md[0] == "| arm | seeds | sampled/image | wall s |"
+    assert md[3] == "| rl | 1 | 0.350 ± 0.000 | 100 |"
+    assert md[-1] == "RL gain over the warm-up, sampled pass@1 points: image +10.0 ± 0.0"

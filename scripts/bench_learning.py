@@ -13,9 +13,9 @@ config's ``eval_sources``), greedy and as the mean over 8 samples at T 1 (k1.5's
   budget of the time-matched baselines of the same seed;
 - ``sft``: (a) continued SFT on the warm-up's own trace set (its ``config.yaml``'s ``data.sources``) for
   that wall time (``time_limit_minutes``);
-- ``rs``: (b) rejection-sampling fine-tuning (ReST, k1.5 §2.4's shortest rejection sampling): 8 samples
-  at T 1 on as many RL prompts as the rl arm draws, the shortest correct one per prompt as the SFT
-  target, sampling and fine-tuning together within that wall time;
+- ``rs``: (b) rejection-sampling fine-tuning (ReST; the shortest-RS code with ``select=all``): 8 samples
+  at T 1 on as many RL prompts as the rl arm draws, every correct one an SFT target (the shortest alone
+  would teach short answers), sampling and fine-tuning together within that wall time;
 - ``grpo``, ``rloo``: (c) the RL config with ``loss.name`` switched, same iterations (their wall time is
   reported; the loss costs the same).
 
@@ -140,7 +140,7 @@ class Bench:
             per_source = max(1, its * cfg["prompts_per_iteration"] // len(cfg["sources"]))
             pool = [with_n(s, per_source) for s in cfg["sources"]]
             return ["long2short", "--config", "configs/tiny/long2short.yaml", f"long_model={warm}",
-                    "methods=[shortest_rs]", "shortest_rs.sample_from=long", "eval_sources=[]",
+                    "methods=[shortest_rs]", "shortest_rs.sample_from=long", "shortest_rs.select=all", "eval_sources=[]",
                     f"sources=[{','.join(pool)}]",
                     f"sample.n={self.a.samples}", "sample.temperature=1.0", "shortest_rs.steps=1000000",
                     f"shortest_rs.lr={self.a.sft_lr}", f"shortest_rs.time_limit_minutes={minutes}",

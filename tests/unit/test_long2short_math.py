@@ -54,6 +54,11 @@ def test_shortest_correct_and_rs_samples():
     assert [shortest_correct(r) for r in RECORDS] == [1, None, 0]
     sft = shortest_rs_samples(RECORDS, SAMPLES)
     assert [(s.id, s.response) for s in sft] == [("a", "a-r1"), ("c", "c-r0")]
+    every = shortest_rs_samples(RECORDS, SAMPLES, select="all")  # ReST: every correct response, in order
+    assert [(s.id, s.response) for s in every] == [("a", "a-r0"), ("a", "a-r1"), ("a", "a-r3"), ("c", "c-r0"),
+                                                   ("c", "c-r1"), ("c", "c-r2")]
+    with pytest.raises(ValueError, match="select 'longest'"):
+        shortest_rs_samples(RECORDS, SAMPLES, select="longest")
 
 
 def test_dpo_pairs_exact():

@@ -1,7 +1,7 @@
 """Long2short training data from n sampled responses per prompt (k1.5 §2.4).
 
 - Shortest rejection sampling: per prompt, the shortest correct response becomes an SFT target;
-  prompts with no correct response are skipped.
+  prompts with no correct response are skipped (``select="all"``: every correct response, ReST).
 - DPO pairs: chosen = the shortest correct response; rejected = wrong responses and correct ones at
   least ``ratio`` (default 1.5) times longer than the chosen; at most ``pairs_per_prompt`` pairs, the
   longest rejected candidates first.
@@ -32,16 +32,21 @@ def shortest_correct(record: PromptRecord) -> int | None:
     return min(ok, key=lambda i: (record.lengths[i], i)) if ok else None
 
 
-def shortest_rs_samples(records: Sequence[PromptRecord], samples: Sequence[Sample]) -> list[Sample]:
-    """SFT samples (the prompt with ``response`` = its shortest correct response), in prompt order."""
+def shortest_rs_samples(records: Sequence[PromptRecord], samples: Sequence[Sample], select: str = "shortest"
+                        ) -> list[Sample]:
+    """SFT samples in prompt order: per prompt its shortest correct response (``select="shortest"``, k1.5's
+    long2short), or every correct response (``"all"``: rejection-sampling fine-tuning as ReST / k1.5's
+    RL baseline, which keeps the lengths the model writes)."""
+    if select not in ("shortest", "all"):
+        raise ValueError(f"shortest_rs.select '{select}' is not 'shortest' or 'all'")
     by_id = {s.id: s for s in samples}
     out = []
     for r in records:
         best = shortest_correct(r)
-        if best is not None:
+        picks = [] if best is None else [best] if select == "shortest" else [i for i, c in enumerate(r.correct) if c]
+        for i in picks:
             s = by_id[r.id]
-            out.append(dataclasses.replace(s, response=r.responses[best],
-                                           meta={**s.meta, "source_length": r.lengths[best]}))
+            out.append(dataclasses.replace(s, response=r.responses[i], meta={**s.meta, "source_length": r.lengths[i]}))
     return out
 
 

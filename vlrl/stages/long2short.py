@@ -54,6 +54,7 @@ class MergeConfig:
 @dataclass
 class ShortestRSConfig:
     sample_from: str = "long"  # long | merge (the paper's "merge + rs")
+    select: str = "shortest"  # shortest correct response per prompt, or all correct ones (ReST, an RL baseline)
     steps: int = 150
     batch_size: int = 32
     lr: float = 5.0e-4
@@ -144,14 +145,16 @@ def run_shortest_rs(cfg: Long2ShortConfig, base: str, samples_cache: Path, out: 
 
     t0 = time.time()
     records, samples = sample_records(base, cfg, samples_cache)
-    sft = shortest_rs_samples(records, samples)
+    sft = shortest_rs_samples(records, samples, cfg.shortest_rs.select)
     if not sft:
         raise ValueError(f"shortest_rs: no prompt has a correct response among {cfg.sample.n} samples from {base}")
 
     data = out / "data" / "data.jsonl"
     if is_main():
         write_dataset(sft, out / "data")
-        print(f"[shortest_rs] {len(sft)} of {len(records)} prompts have a correct response -> {data}")
+        solved = sum(any(r.correct) for r in records)
+        print(f"[shortest_rs] {len(sft)} responses ({cfg.shortest_rs.select} correct) from the {solved} of "
+              f"{len(records)} prompts with a correct one -> {data}")
     barrier()
     rs = cfg.shortest_rs
     wcfg = load_config(warmup.WarmupConfig, None, [

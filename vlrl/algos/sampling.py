@@ -10,6 +10,7 @@ Both combine: the curriculum restricts the pool, the priorities weight the draw 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -88,10 +89,12 @@ def sample_prompts(n: int, difficulties: Sequence[int | None], success: torch.Te
     pool = list(range(len(difficulties)))
     if "curriculum" in strategy:
         levels = allowed_levels(iteration, stages)
-        if levels:
-            pool = [i for i in pool if difficulties[i] is None or difficulties[i] in levels]
-        if not pool:
-            raise ValueError(f"curriculum at iteration {iteration} allows levels {levels} but no prompt has them")
+        allowed = [i for i in pool if difficulties[i] is None or difficulties[i] in levels] if levels else pool
+        if not allowed:  # e.g. a curated set whose pass-rate levels the curriculum does not name
+            warnings.warn(f"curriculum at iteration {iteration} allows levels {levels} but no prompt has them "
+                          f"(levels present: {sorted({d for d in difficulties if d is not None})}); drawing "
+                          f"from every level", stacklevel=2)
+        pool = allowed or pool
     if drawn is not None:
         fresh = [i for i in pool if not bool(drawn[i])]
         pool = fresh if len(fresh) >= n else pool

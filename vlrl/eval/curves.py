@@ -18,6 +18,22 @@ def _rows(path: str | Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(plt, fig, out_png: str | Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return Path(out_png)
+
+
 def plot_runs(runs: Mapping[str, str | Path], keys: Sequence[str], out_png: str | Path, title: str = "",
               max_step: int | None = None) -> Path | None:
     """One panel per key present in any run (x = step), one line per run (label = its name); returns the
@@ -27,11 +43,7 @@ def plot_runs(runs: Mapping[str, str | Path], keys: Sequence[str], out_png: str 
     keys = [k for k in keys if any(k in r for rows in data.values() for r in rows)]
     if not keys:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     cols = min(3, len(keys))
     n_rows = (len(keys) + cols - 1) // cols
     fig, axes = plt.subplots(n_rows, cols, figsize=(4.2 * cols, 3.0 * n_rows), squeeze=False)
@@ -48,10 +60,7 @@ def plot_runs(runs: Mapping[str, str | Path], keys: Sequence[str], out_png: str 
         ax.axis("off")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
-    return Path(out_png)
+    return _save(plt, fig, out_png)
 
 
 def plot_curves(metrics_path: str | Path, keys: Sequence[str], out_png: str | Path, title: str = "") -> Path | None:
@@ -83,11 +92,7 @@ def plot_heldout(run_dir: str | Path, out_png: str | Path, title: str = "") -> P
     points = heldout_points(run_dir)
     if len(points) < 2:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 3.6))
     groups = sorted({m for p in points for m in p["greedy"]}, key=lambda m: (m != "overall", m))
     for i, m in enumerate(groups):
@@ -102,7 +107,4 @@ def plot_heldout(run_dir: str | Path, out_png: str | Path, title: str = "") -> P
     ax.legend(fontsize=7, ncol=2)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
-    return Path(out_png)
+    return _save(plt, fig, out_png)

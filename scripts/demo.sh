@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the embedded default (configs/tiny/), CPU only, nothing downloaded (~13-15 min on 2 cores):
+# The main job on the embedded default (configs/tiny/), CPU only, nothing downloaded (~15 min on 2 cores):
 # the whole Kimi k1.5 recipe on a tiny VLM built from configs -> alignment -> long-CoT warm-up -> short-CoT
 # warm-up -> prompt curation -> RL -> long2short -> report, then answers to image questions it never saw.
 # Re-running skips the finished stages (NAME=other starts a fresh run directory).

@@ -70,8 +70,9 @@ class Bench:
         self.rl_cfg = yaml.safe_load((ROOT / a.rl_config).read_text())
         self.eval_sources = a.eval_sources or self.rl_cfg["eval_sources"]
         if a.quick:  # a quarter of the held-out set
-            self.eval_sources = [with_n(s, max(10, int(re.search(r"n=(\d+)", s).group(1)) // 4))
-                                 for s in self.eval_sources]
+            from vlrl.data.records import parse_synth_spec
+
+            self.eval_sources = [with_n(s, max(10, parse_synth_spec(s)[1]["n"] // 4)) for s in self.eval_sources]
         self.rl_overrides = list(a.rl_override)
         if a.quick:
             self.rl_overrides = [f"iterations={a.quick_iterations}", *self.rl_overrides]

@@ -77,6 +77,11 @@ class Bench:
         if a.quick:
             self.rl_overrides = [f"iterations={a.quick_iterations}", *self.rl_overrides]
 
+    def rl_setting(self, key: str) -> str:
+        """A top-level RL setting as the rl arm runs it: its last ``key=`` override, else the config's."""
+        given = [o.split("=", 1)[1] for o in self.rl_overrides if o.split("=", 1)[0] == key]
+        return given[-1] if given else str(self.rl_cfg[key])
+
     def _log(self, msg: str) -> None:
         print(f"[bench] {time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
 
@@ -137,8 +142,8 @@ class Bench:
                     "eval_sources=[]", "save_every=0", "export_llava=false", "trackers=[]", *common]
         if arm == "rs":  # as many prompts as the RL arm draws, from the RL pool
             cfg = self.rl_cfg
-            its = self.a.quick_iterations if self.a.quick else cfg["iterations"]
-            per_source = max(1, its * cfg["prompts_per_iteration"] // len(cfg["sources"]))
+            its, prompts = int(self.rl_setting("iterations")), int(self.rl_setting("prompts_per_iteration"))
+            per_source = max(1, its * prompts // len(cfg["sources"]))
             pool = [with_n(s, per_source) for s in cfg["sources"]]
             return ["long2short", "--config", "configs/tiny/long2short.yaml", f"long_model={warm}",
                     "methods=[shortest_rs]", "shortest_rs.sample_from=long", "shortest_rs.select=all", "eval_sources=[]",

@@ -312,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, KeyError) as e:
+    except (ValueError, FileNotFoundError, KeyError, FloatingPointError) as e:  # NonFiniteError included
         if os.environ.get("VLRL_DEBUG"):
             raise
         print(f"vlrl: error: {e}", file=sys.stderr)

@@ -24,6 +24,7 @@ from processors.collate import collate_sft
 from vlrl.checkpoint import latest_checkpoint, load_checkpoint_state, save_checkpoint
 from vlrl.config import DataConfig, ModelConfig, OptimConfig, to_dict
 from vlrl.distributed import accelerator, all_sum, is_main
+from vlrl.guards import require_finite
 from vlrl.eval.curves import plot_curves
 from vlrl.models.builder import WEIGHTS_NAME, save_pretrained
 from vlrl.models.trainable import MODULES, set_trainable
@@ -247,12 +248,12 @@ class SFTTrainer:
         for batch, n_b in zip(batches, counts):
             with self.accel.accumulate(model):
                 loss = model(batch).loss
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"step {self.step}: loss is {loss.item()} on samples "
-                                             f"{batch.sample_ids[:4]}; lower optim.lr or check the data")
+                where = f"{self.stage} step {self.step + 1}"
+                require_finite("loss", loss.item(), f"{where} (samples {', '.join(map(str, batch.sample_ids[:4]))})")
                 self.accel.backward(loss * (n_b * undo / n_global))
                 if self.accel.sync_gradients:
                     grad_norm = float(self.accel.clip_grad_norm_(model.parameters(), self.cfg.optim.grad_clip))
+                    require_finite("gradient norm", grad_norm, f"{where} (finite loss {loss.item():.4g})")
                 opt.step()  # the prepared optimizer only steps when gradients sync
                 if self.accel.sync_gradients:
                     sched.step()

@@ -19,6 +19,7 @@ import torch
 
 from vlrl.algos.base import kl_k3
 from vlrl.distributed import all_sum, gather_objects, sum_gradients
+from vlrl.guards import require_finite
 
 
 def group_parts(group: list[int], parts: int) -> list[list[list[int]]]:
@@ -102,13 +103,14 @@ class UpdateConfig:
 
 def policy_update(model, batch, rewards: torch.Tensor | None, group: torch.Tensor | None, loss_fn: Callable,
                   hyper: dict[str, Any], opt, cfg: UpdateConfig, sampled: torch.Tensor | None = None,
-                  scheduler=None) -> dict:
+                  scheduler=None, where: str = "policy update") -> dict:
     """``cfg.passes`` passes of optimizer steps over this process's ``batch`` (B responses; B may differ per
     process, and be 0: an empty batch, or None). Returns the last step's loss metrics, loss, grad norm and mean
     token entropy, the optimizer steps taken, the approximate KL of the last minibatch scored, and with
     ``sampled`` (the sampler's log-probs, see ``sampling_mismatch``) how far the loss's starting log-probs
-    are from them. ``scheduler`` (optional) steps after every optimizer step. Collective under several
-    processes.
+    are from them. ``scheduler`` (optional) steps after every optimizer step. A non-finite loss or gradient
+    norm raises :class:`vlrl.guards.NonFiniteError` (naming ``where`` and the step) before the optimizer
+    steps. Collective under several processes.
     """
     B = len(batch) if batch is not None else 0  # an empty process still joins every collective below
     n_mb = max(1, math.ceil(all_sum([float(B)])[0] / cfg.minibatch_size))
@@ -130,8 +132,11 @@ def policy_update(model, batch, rewards: torch.Tensor | None, group: torch.Tenso
             if cfg.target_kl > 0 and kl > cfg.target_kl:  # the same decision on every process
                 stats.update(optimizer_steps=taken, kl_stopped=1)
                 return stats
+            step = f"{where}, optimizer step {taken + 1}"
+            require_finite("loss", loss, step)  # summed over processes: every process stops alike
             sum_gradients(model.parameters())
             stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+            require_finite("gradient norm", stats["grad_norm"], f"{step} (finite loss {loss:.4g})")
             opt.step()
             if scheduler is not None:
                 scheduler.step()

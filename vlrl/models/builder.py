@@ -22,6 +22,7 @@ from transformers import AutoTokenizer
 from processors.processor import MultimodalProcessor
 from processors.tokenizer import build_tokenizer
 from vlrl.config import LLMConfig, ModelConfig, TokenizerConfig, from_dict, to_dict
+from vlrl.guards import NonFiniteError, nonfinite_tensors
 from vlrl.models.encoders import ENCODERS
 from vlrl.models.llm import build_llm
 from vlrl.models.lora import add_lora, has_lora, merged_state_dict
@@ -108,14 +109,19 @@ def save_pretrained(model: VisionLanguageModel, processor: MultimodalProcessor, 
     """Write weights (safetensors), config and processor into ``directory``; LoRA adapters are merged into
     full weights unless ``merge_lora`` is False (training checkpoints keep them). Everything is written to
     a scratch folder first and then moved file by file with atomic renames, so a crash mid-save never
-    leaves a half-written file, and other files in ``directory`` (metrics, configs) are left alone."""
+    leaves a half-written file, and other files in ``directory`` (metrics, configs) are left alone. A model
+    with a NaN or infinite weight is refused (:class:`vlrl.guards.NonFiniteError`) before anything is written."""
     directory = Path(directory)
-    tmp = directory / ".saving"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     config, state = model.config, None
     if merge_lora and has_lora(model):
         config, state = dataclasses.replace(model.config, lora=None), merged_state_dict(model)
+    bad = nonfinite_tensors((state or model.state_dict()).items())
+    if bad:  # checked before anything is written: what is on disk stays the last good model
+        raise NonFiniteError(f"refusing to save a model with non-finite weights to {directory} "
+                             f"({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); the files there are unchanged")
+    tmp = directory / ".saving"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     (tmp / CONFIG_NAME).write_text(json.dumps(to_dict(config), indent=2))
     if state is None:
         save_model(model, str(tmp / WEIGHTS_NAME))

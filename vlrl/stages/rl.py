@@ -42,6 +42,7 @@ from vlrl.models.lora import add_lora
 from vlrl.models.trainable import MODULES, set_trainable
 from vlrl.rewards.config import RewardConfig, verifier_config
 from vlrl.distributed import all_sum, barrier, gather_objects, init_from_launcher, is_main, world
+from vlrl.guards import NonFiniteError, require_finite_rewards, require_finite_weights
 from vlrl.training import (MetricsLog, OptimizerSchedule, build_optimizer, rng_state, seed_everything,
                            set_rng_state)
 
@@ -125,12 +126,13 @@ def update_config(cfg: RLConfig) -> UpdateConfig:
                         temperature=cfg.rollout.temperature, target_kl=cfg.target_kl)
 
 
-def train_on(model, batch, scored, cfg: RLConfig, opt, sampled=None, scheduler=None) -> dict:
+def train_on(model, batch, scored, cfg: RLConfig, opt, sampled=None, scheduler=None, where: str = "rl") -> dict:
     """The iteration's update (``vlrl.algos.update.policy_update``) with this config's loss and sizes;
     ``batch`` and ``scored`` may be empty (a process with no trajectories to train on this iteration),
-    ``sampled`` holds the sampler's log-probs."""
+    ``sampled`` holds the sampler's log-probs, ``where`` names the iteration in errors."""
     return policy_update(model, batch, scored.rewards, scored.group, LOSSES.get(cfg.loss.name),
-                         cfg.loss.kwargs.get(cfg.loss.name, {}), opt, update_config(cfg), sampled, scheduler)
+                         cfg.loss.kwargs.get(cfg.loss.name, {}), opt, update_config(cfg), sampled, scheduler,
+                         where=where)
 
 
 def keep_informative(trajs, scored):
@@ -289,6 +291,7 @@ def _sync_phase(state: RLState, shard: Shard, cfg: RLConfig) -> tuple[Shard, lis
     every process's tracker, the per-trajectory records, the counters. Returns the shard to train on
     (without all-equal groups under ``skip_equal_groups``), every process's records and the summed
     counters (zero-variance groups, groups, buffer size, expired, verifier errors, trajectories to train)."""
+    _check_rewards(shard, cfg, state.iteration)
     _update_tracker(state, shard.trajs, shard.scored)
     kept_trajs, kept_scored, groups = keep_informative(shard.trajs, shard.scored)
     train = Shard(kept_trajs, kept_scored, []) if cfg.sampling.skip_equal_groups else shard
@@ -299,13 +302,27 @@ def _sync_phase(state: RLState, shard: Shard, cfg: RLConfig) -> tuple[Shard, lis
     return train, records, sums
 
 
+def _check_rewards(shard: Shard, cfg: RLConfig, iteration: int) -> None:
+    """Stop every process when any process scored a response non-finite (collective: one process
+    raising alone would leave the others waiting in the next collective)."""
+    local = int((~torch.isfinite(shard.scored.rewards)).sum())
+    if all_sum([float(local)])[0] > 0:
+        where = f"rl iteration {iteration + 1}"
+        if local:
+            require_finite_rewards(shard.scored.rewards, [x.sample.id for x in shard.trajs], cfg.reward.name, where)
+        raise NonFiniteError(f"{where}: reward '{cfg.reward.name}' returned a non-finite value on another process")
+
+
 def _train(model, processor, train: Shard, state: RLState, cfg: RLConfig) -> dict:
-    """The iteration's update on this process's trajectories (possibly none). Collective."""
+    """The iteration's update on this process's trajectories (possibly none); non-finite weights after it
+    stop the run before anything is saved. Collective."""
     opt, sched = state.optimizer(model, cfg)
     model.train()
     batch = scoring_batch(processor, train.trajs, state.iteration, cfg.mask_old_segments).to(model.device)
     sampled = sampled_logprobs(train.trajs, batch, state.iteration)
-    stats = train_on(model, batch, train.scored, cfg, opt, sampled, sched)
+    where = f"rl iteration {state.iteration + 1}"
+    stats = train_on(model, batch, train.scored, cfg, opt, sampled, sched, where=where)
+    require_finite_weights(model, f"{where}, after the update")
     state.optimizer_steps = sched.done
     return {**stats, "lr": opt.param_groups[0]["lr"]}
 

@@ -1,0 +1,90 @@
+"""Nothing non-finite is trained on or saved: a NaN reward, an exploding learning rate and a NaN gradient
+behind a finite loss each stop the run with a clear error before anything is saved, and the last good
+checkpoint stays the latest (issue 18, points 1 and 3)."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.integration.test_rl import rl_cfg
+from tests.integration.test_warmup import warmup_cfg
+from vlrl.checkpoint import checkpoint_dirs, latest_checkpoint
+from vlrl.guards import NonFiniteError
+from vlrl.models.vlm import VisionLanguageModel
+from vlrl.rewards.base import REWARDS, RewardResult
+from vlrl.stages import rl, warmup
+
+if "test_nan" not in REWARDS:
+    REWARDS.add("test_nan", lambda **_: (lambda response, sample: RewardResult(float("nan"))), origin="tests")
+
+
+def saved_weights(out: Path) -> list[Path]:
+    return sorted(out.rglob("*.safetensors"))
+
+
+def all_finite(path: Path) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in load_file(str(path)).values() if t.is_floating_point())
+
+
+def test_rl_stops_on_a_nan_reward_naming_the_reward_and_samples(sft_tiny, tmp_path, capsys):
+    from vlrl.cli import main as cli
+
+    rc = cli(["rl", "--config", "configs/tiny/rl.yaml", f"init_from={sft_tiny}", f"output_dir={tmp_path}",
+              "sources=[synth:arithmetic?n=30&seed=2&levels=1]", "eval_sources=[]", "prompts_per_iteration=3",
+              "rollout.k=4", "rollout.max_response_tokens=12", "minibatch_size=8", "iterations=2", "save_every=1",
+              "reward.name=test_nan", "reward.kwargs={}"])
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert "vlrl: error: rl iteration 1: reward 'test_nan' returned a non-finite value for 12 of 12" in err
+    assert "arithmetic-" in err  # names samples
+    assert saved_weights(tmp_path) == [] and latest_checkpoint(tmp_path) is None
+
+
+def test_rl_stops_on_an_exploding_learning_rate_and_saves_nothing_non_finite(sft_tiny, tmp_path):
+    with pytest.raises(NonFiniteError, match=r"rl iteration \d+.*(loss|gradient norm|weights)"):
+        rl.main(rl_cfg(sft_tiny, tmp_path, "iterations=4", "save_every=1", "optim.lr=1e10"))
+    assert not (tmp_path / "model.safetensors").exists()
+    assert all(all_finite(p) for p in saved_weights(tmp_path))
+
+
+def test_sft_nan_gradient_behind_a_finite_loss_stops_before_the_step(tmp_path, monkeypatch):
+    """From the 3rd optimizer step on, the loss gains 0 * sqrt(0 * sum(w)): the value is unchanged
+    (finite) but d/dw = 0 * inf = NaN. The run stops at step 3 naming the gradient; step-2 stays the
+    latest checkpoint, finite, and a resume without the fault finishes from it."""
+    forward, calls = VisionLanguageModel.forward, {"n": 0}
+
+    def faulty(self, batch, **kw):
+        out = forward(self, batch, **kw)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] >= 3:  # one forward per step: length_split 1, grad_accum 1
+                w = next(self.parameters())
+                out.loss = out.loss + 0.0 * torch.sqrt(0.0 * w.sum())
+        return out
+
+    common = ["phases=[{steps: 4}]", "save_every=2", "length_split=1", "log_every=1"]
+    monkeypatch.setattr(VisionLanguageModel, "forward", faulty)
+    with pytest.raises(NonFiniteError, match=r"warmup step 3 \(finite loss [\d.]+\): gradient norm is nan"):
+        warmup.main(warmup_cfg(tmp_path, *common))
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step-2"]
+    assert all(all_finite(p) for p in saved_weights(tmp_path)) and not (tmp_path / "model.safetensors").exists()
+    monkeypatch.setattr(VisionLanguageModel, "forward", forward)
+    out = warmup.main(warmup_cfg(tmp_path, *common))
+    assert all_finite(out / "model.safetensors")
+    steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 4
+
+
+def test_save_refuses_a_model_with_a_nan_weight(tmp_path):
+    from tests.conftest import tiny_model_config
+    from vlrl.models import build_vlm, save_pretrained
+
+    model, proc = build_vlm(tiny_model_config())
+    with torch.no_grad():
+        next(model.projector.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(NonFiniteError, match="refusing to save .* non-finite weights"):
+        save_pretrained(model, proc, tmp_path / "m")
+    assert not (tmp_path / "m").exists() or list((tmp_path / "m").iterdir()) == []

@@ -88,3 +88,17 @@ def test_save_refuses_a_model_with_a_nan_weight(tmp_path):
     with pytest.raises(NonFiniteError, match="refusing to save .* non-finite weights"):
         save_pretrained(model, proc, tmp_path / "m")
     assert not (tmp_path / "m").exists() or list((tmp_path / "m").iterdir()) == []
+
+
+def test_a_raising_reward_plugin_is_counted_and_reported_on_the_console(sft_tiny, tmp_path, capsys):
+    def raises(response, sample):
+        raise RuntimeError("grader offline")
+
+    if "test_raising_plugin" not in REWARDS:
+        REWARDS.add("test_raising_plugin", lambda **_: raises, origin="tests")
+    out = rl.main(rl_cfg(sft_tiny, tmp_path, "iterations=1", "reward.name=test_raising_plugin", "reward.kwargs={}",
+                         "sources=[synth:arithmetic?n=30&seed=2&levels=1]"))
+    row = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["verifier_errors"] == 12 and row["reward"] == 0.0  # 3 prompts x k 4, each scored 0 and counted
+    assert ("[rl] it 1: 12 verifier errors, e.g. reward 'test_raising_plugin' on sample 'arithmetic-"
+            in capsys.readouterr().out)

@@ -331,6 +331,10 @@ def run_iteration(model, processor, samples, state: RLState, cfg: RLConfig, rewa
     """One iteration: a local phase (draw, roll out, score), one sync phase, then the update (skipped
     on every process when no process has a trajectory to train on). Collective under several processes."""
     shard, weight, times = _local_phase(model, processor, samples, state, cfg, reward_fn)
+    if shard.scored.errors:  # on the console too, not only in metrics.jsonl
+        rank = f" (process {world()[0]})" if world()[1] > 1 else ""
+        print(f"[rl] it {state.iteration + 1}: {len(shard.scored.errors)} verifier errors{rank}, e.g. "
+              f"{shard.scored.errors[0]}")
     train, records, sums = _sync_phase(state, shard, cfg)
     t = time.time()
     stats = _train(model, processor, train, state, cfg) if sums[5] > 0 else {}

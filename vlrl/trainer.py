@@ -122,7 +122,7 @@ class SFTTrainer:
         self.step, self.resumed = 0, None
         self.deadline = None if cfg.time_limit_minutes is None else time.time() + 60 * cfg.time_limit_minutes
         self.timed_out = False
-        self.log = MetricsLog(self.out / "metrics.jsonl") if is_main() else None
+        self.log: MetricsLog | None = None  # opened by fit(), once the resume step is known
 
     def _maybe_resume(self) -> dict | None:
         ckpt = latest_checkpoint(self.out) if self.cfg.resume else None
@@ -149,6 +149,8 @@ class SFTTrainer:
     def fit(self) -> torch.nn.Module:
         """Run the remaining phases; return the unwrapped model."""
         tensors = self._maybe_resume()
+        if is_main():  # a resumed run drops the rows an interrupted run logged after its checkpoint
+            self.log = MetricsLog(self.out / "metrics.jsonl", keep_through=self.step if self.resumed else -1)
         if is_main() and _trackers(self.cfg):
             self.accel.init_trackers(self.stage, config=_flat(to_dict(self.cfg)))
         stop_at = self.step + self.cfg.max_steps_per_run if self.cfg.max_steps_per_run else None

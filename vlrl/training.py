@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -215,13 +216,30 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 class MetricsLog:
-    """Appends one JSON object per call to ``path`` (flushed, so a crash loses nothing logged)."""
+    """Appends one JSON object per call to ``path`` (flushed, so a crash loses nothing logged).
 
-    def __init__(self, path: str | Path) -> None:
+    ``keep_through``: the step the run continues from. Rows already in the file with a later step were
+    logged by an interrupted run after its last checkpoint; they are dropped so that the resumed run logs
+    each step once. The default (-1) starts a fresh file: a new run in an old directory."""
+
+    def __init__(self, path: str | Path, keep_through: int = -1) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept, elapsed = [], 0.0
+        if keep_through >= 0 and self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by the kill: the step it belonged to is redone
+                    continue
+                if row.get("step", 0) <= keep_through:
+                    kept.append(line)
+                    elapsed = max(elapsed, float(row.get("time", 0.0)))
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(x + "\n" for x in kept))
+        os.replace(tmp, self.path)
         self._f = self.path.open("a")
-        self._t0 = time.time()
+        self._t0 = time.time() - elapsed  # "time" goes on from the kept rows' last one
 
     def log(self, step: int, **metrics: Any) -> None:
         row = {"step": step, "time": round(time.time() - self._t0, 3), **metrics}

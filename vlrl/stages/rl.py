@@ -402,7 +402,9 @@ def main(cfg: RLConfig) -> Path:
                                             state.optimizer_steps, local=state.optimizer_steps)
         print(f"[rl] resuming from {ckpt} (iteration {state.iteration})")
     reward_fn = cfg.reward.build()
-    log = MetricsLog(out / "metrics.jsonl") if is_main() else None
+    # rows an interrupted run logged after its last checkpoint are dropped: each iteration logged once
+    keep = state.iteration if ckpt is not None else -1
+    log = MetricsLog(out / "metrics.jsonl", keep_through=keep) if is_main() else None
     if cfg.eval_at_start and cfg.eval_sources and state.iteration == 0:
         start = _evaluate(model, processor, cfg, out, 0)
         if log:

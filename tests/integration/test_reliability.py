@@ -1,6 +1,7 @@
-"""Nothing non-finite is trained on or saved: a NaN reward, an exploding learning rate and a NaN gradient
+"""Nothing lost, nothing run (issue 18): a NaN reward, an exploding learning rate and a NaN gradient
 behind a finite loss each stop the run with a clear error before anything is saved, and the last good
-checkpoint stays the latest (issue 18, points 1 and 3)."""
+checkpoint stays the latest; a raising reward plug-in is a counted error; a resumed run logs each step
+once."""
 
 import json
 from pathlib import Path
@@ -102,3 +103,48 @@ def test_a_raising_reward_plugin_is_counted_and_reported_on_the_console(sft_tiny
     assert row["verifier_errors"] == 12 and row["reward"] == 0.0  # 3 prompts x k 4, each scored 0 and counted
     assert ("[rl] it 1: 12 verifier errors, e.g. reward 'test_raising_plugin' on sample 'arithmetic-"
             in capsys.readouterr().out)
+
+
+class Killed(Exception):
+    """Stands in for a kill -9 between a checkpoint and the next one."""
+
+
+def test_sft_resume_logs_each_step_once(tmp_path, monkeypatch):
+    """save_every 2, killed in step 4 (steps 1-3 logged, checkpoint step-2): the resumed run redoes steps
+    3-6 and metrics.jsonl holds steps 1..6 once each, in order."""
+    forward, calls = VisionLanguageModel.forward, {"n": 0}
+
+    def dies_at_step_4(self, batch, **kw):
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 4:
+                raise Killed
+        return forward(self, batch, **kw)
+
+    common = ["phases=[{steps: 6}]", "save_every=2", "length_split=1", "log_every=1"]
+    monkeypatch.setattr(VisionLanguageModel, "forward", dies_at_step_4)
+    with pytest.raises(Killed):
+        warmup.main(warmup_cfg(tmp_path, *common))
+    assert [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    monkeypatch.setattr(VisionLanguageModel, "forward", forward)
+    out = warmup.main(warmup_cfg(tmp_path, *common))
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(a["time"] <= b["time"] for a, b in zip(rows, rows[1:]))  # time goes on after the resume
+
+
+def test_rl_resume_logs_each_iteration_once(sft_tiny, tmp_path, monkeypatch):
+    run, calls = rl.run_iteration, {"n": 0}
+
+    def dies_in_iteration_4(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise Killed
+        return run(*args, **kw)
+
+    monkeypatch.setattr(rl, "run_iteration", dies_in_iteration_4)
+    with pytest.raises(Killed):
+        rl.main(rl_cfg(sft_tiny, tmp_path, "iterations=5", "save_every=2"))
+    monkeypatch.setattr(rl, "run_iteration", run)
+    out = rl.main(rl_cfg(sft_tiny, tmp_path, "iterations=5", "save_every=2"))
+    assert [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5]

@@ -1,19 +1,22 @@
 """Training checkpoints: ``<output_dir>/checkpoints/step-N/`` holds a loadable model (safetensors +
 processor + config) plus ``trainer.pt`` (optimizer, scheduler, RNG: tensors and plain values only, read
 back with ``weights_only=True``) and ``trainer_state.json`` (step, phase, data position). A checkpoint is
-written to ``step-N.tmp`` and renamed when complete, so an interrupted save is never picked up."""
+written to ``step-N.tmp`` and renamed when complete, so an interrupted save is never picked up; a
+checkpoint damaged later is detected on resume and the previous intact one is used."""
 
 from __future__ import annotations
 
 import json
 import re
 import shutil
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from vlrl.models.builder import save_pretrained
+from vlrl.models.builder import WEIGHTS_NAME, save_pretrained
 
 STATE = "trainer_state.json"
 TENSORS = "trainer.pt"
@@ -26,9 +29,43 @@ def checkpoint_dirs(output_dir: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
+def checkpoint_damage(ckpt: Path) -> str | None:
+    """Why ``ckpt`` cannot be resumed from (a truncated, empty or missing file, an unreadable state), or
+    None when it is intact. Reads the weights' header (safetensors checks that the data covers it), the
+    optimizer archive's CRCs and the state JSON."""
+    from safetensors import safe_open
+
+    try:
+        state = json.loads((ckpt / STATE).read_text())
+        if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+            return f"{STATE} has no integer 'step'"
+    except (OSError, ValueError) as e:
+        return f"{STATE} is unreadable ({e})"
+    weights = ckpt / WEIGHTS_NAME
+    try:
+        with safe_open(str(weights), "pt") as f:
+            f.keys()
+    except Exception as e:  # noqa: BLE001 - SafetensorError, OSError: any failure means damaged
+        return f"{WEIGHTS_NAME} is unreadable ({type(e).__name__}: {e})"
+    try:
+        with zipfile.ZipFile(ckpt / TENSORS) as z:
+            bad = z.testzip()
+        if bad is not None:
+            return f"{TENSORS} has a corrupt member {bad}"
+    except (OSError, zipfile.BadZipFile) as e:
+        return f"{TENSORS} is unreadable ({e})"
+    return None
+
+
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    dirs = checkpoint_dirs(output_dir)
-    return dirs[-1] if dirs else None
+    """The newest intact checkpoint. A damaged newer one (e.g. a disk that filled up mid-save, a file
+    truncated by a copy) is reported and skipped, so the run resumes from the one before it."""
+    for ckpt in reversed(checkpoint_dirs(output_dir)):
+        why = checkpoint_damage(ckpt)
+        if why is None:
+            return ckpt
+        print(f"[checkpoint] {ckpt} is damaged and skipped: {why}", file=sys.stderr)
+    return None
 
 
 def save_checkpoint(output_dir: str | Path, model, processor, tensors: dict[str, Any], state: dict[str, Any],

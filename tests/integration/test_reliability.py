@@ -148,3 +148,35 @@ def test_rl_resume_logs_each_iteration_once(sft_tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(rl, "run_iteration", run)
     out = rl.main(rl_cfg(sft_tiny, tmp_path, "iterations=5", "save_every=2"))
     assert [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5]
+
+
+DAMAGE = {
+    "truncated weights": lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:999]),
+    "empty weights": lambda d: (d / "model.safetensors").write_bytes(b""),
+    "truncated trainer.pt": lambda d: (d / "trainer.pt").write_bytes((d / "trainer.pt").read_bytes()[:500]),
+    "invalid state": lambda d: (d / "trainer_state.json").write_text('{"step": 4, "data":'),
+}
+
+
+def test_a_damaged_latest_checkpoint_is_reported_and_the_previous_one_used(tmp_path, capsys):
+    import shutil
+
+    from vlrl.checkpoint import checkpoint_damage
+
+    common = ["phases=[{steps: 6}]", "save_every=2", "length_split=1", "log_every=1"]
+    warmup.main(warmup_cfg(tmp_path / "run", *common, "max_steps_per_run=4"))
+    ckpts = checkpoint_dirs(tmp_path / "run")
+    assert [p.name for p in ckpts] == ["step-2", "step-4"] and checkpoint_damage(ckpts[-1]) is None
+    for name, damage in DAMAGE.items():  # each kind of damage is detected
+        copy = tmp_path / name.replace(" ", "_")
+        shutil.copytree(ckpts[-1], copy)
+        damage(copy)
+        assert checkpoint_damage(copy) is not None, name
+    DAMAGE["truncated weights"](ckpts[-1])
+    capsys.readouterr()
+    out = warmup.main(warmup_cfg(tmp_path / "run", *common))
+    logs = capsys.readouterr()
+    assert "step-4 is damaged and skipped: model.safetensors is unreadable" in logs.err
+    assert "resuming from" in logs.out and "step-2 (step 2)" in logs.out
+    assert [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5, 6]
+    assert all_finite(out / "model.safetensors")

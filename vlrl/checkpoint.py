@@ -89,3 +89,49 @@ def load_checkpoint_state(ckpt: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     state = json.loads((ckpt / STATE).read_text())
     tensors = torch.load(ckpt / TENSORS, map_location="cpu", weights_only=True)
     return state, tensors
+
+
+# Keys that may change when a run continues: how long it runs, how often it saves, logs and evaluates,
+# where its outputs go. Any other change (optimizer, loss, data, rollout, model, seed) would make the
+# resumed run a different experiment than its config.yaml says.
+RESUMABLE = {"iterations", "phases.steps", "max_steps_per_run", "time_limit_minutes", "save_every",
+             "keep_checkpoints", "eval_sources", "eval_every", "eval_at_start", "eval_max_new_tokens",
+             "eval_samples", "log_every", "trackers", "resume", "resume_allow_changes", "export_llava",
+             "save_adapter", "num_workers", "output_dir"}
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> {a.b: value}; a list of dicts (phases) -> {phases.key: [values per item]}."""
+    if isinstance(d, dict):
+        return {k: v for key, val in d.items() for k, v in _flat(val, f"{prefix}{key}.").items()}
+    if isinstance(d, list) and d and all(isinstance(x, dict) for x in d):
+        keys = dict.fromkeys(k for x in d for k in x)
+        return {f"{prefix}{k}": [x.get(k) for x in d] for k in keys}
+    return {prefix[:-1]: d}
+
+
+def config_changes(saved: dict, new: dict) -> dict[str, tuple[Any, Any]]:
+    """{key: (checkpoint's value, new value)} for every key a resume must not change silently."""
+    a, b = _flat(saved), _flat(new)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and k not in RESUMABLE}
+
+
+def check_resume_config(ckpt: Path, config: dict, allow: bool, output_dir: str | Path) -> None:
+    """Compare the run's config with the one its checkpoint was written under. A changed key is an error
+    naming it, unless ``allow`` (``resume_allow_changes=true``): then the changes are applied, printed and
+    recorded in ``output_dir/resumes.jsonl``. Checkpoints from before configs were stored pass unchecked."""
+    saved = json.loads((ckpt / STATE).read_text()).get("config")
+    config = json.loads(json.dumps(config, default=str))  # as the checkpoint stored it (tuples as lists)
+    changes = config_changes(saved, config) if saved is not None else {}
+    if not changes:
+        return
+    listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items())
+    if not allow:
+        raise ValueError(f"resume from {ckpt}: the config differs from the checkpoint's in {listed}. Run with "
+                         f"the checkpoint's values, pass resume_allow_changes=true to continue with the new "
+                         f"ones (recorded in resumes.jsonl), or give a new output_dir")
+    print(f"[resume] applying config changes: {listed}")
+    with (Path(output_dir) / "resumes.jsonl").open("a") as f:
+        f.write(json.dumps({"checkpoint": str(ckpt), "step": json.loads((ckpt / STATE).read_text())["step"],
+                            "changes": {k: list(v) for k, v in changes.items()}}, default=str) + "\n")

@@ -21,7 +21,7 @@ from accelerate.utils import is_tensorboard_available
 from tqdm import tqdm
 
 from processors.collate import collate_sft
-from vlrl.checkpoint import latest_checkpoint, load_checkpoint_state, save_checkpoint
+from vlrl.checkpoint import check_resume_config, latest_checkpoint, load_checkpoint_state, save_checkpoint
 from vlrl.config import DataConfig, ModelConfig, OptimConfig, to_dict
 from vlrl.distributed import accelerator, all_sum, is_main
 from vlrl.guards import require_finite
@@ -61,6 +61,9 @@ class SFTConfig:
     save_every: int = 0  # checkpoint every N steps (0: only the final model)
     keep_checkpoints: int = 2
     resume: bool = True  # continue from the latest checkpoint in output_dir
+    # a resume under changed settings (optim.lr, data, ...) is an error naming them; true applies them
+    # and records them in output_dir/resumes.jsonl
+    resume_allow_changes: bool = False
     max_steps_per_run: Optional[int] = None  # stop (after a checkpoint) after this many steps; resume later
     # end the run after this many minutes of training, saved as finished (the LR schedule is cut short
     # where it stands): baselines at the wall time of another run (scripts/bench_learning.py)
@@ -130,6 +133,7 @@ class SFTTrainer:
             return None
         from safetensors.torch import load_model
 
+        check_resume_config(ckpt, to_dict(self.cfg), self.cfg.resume_allow_changes, self.out)
         state, tensors = load_checkpoint_state(ckpt)
         load_model(self.model, str(ckpt / WEIGHTS_NAME), strict=True, device=str(self.accel.device))
         self.stream.load_state_dict(state["data"])
@@ -142,7 +146,7 @@ class SFTTrainer:
         self.accel.wait_for_everyone()
         if is_main():
             tensors = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_state()}
-            state = {"step": self.step, "phase": phase, "data": self.stream.state_dict()}
+            state = {"step": self.step, "phase": phase, "data": self.stream.state_dict(), "config": to_dict(self.cfg)}
             save_checkpoint(self.out, self.accel.unwrap_model(self.model), self.processor, tensors, state,
                             self.cfg.keep_checkpoints)
 

@@ -180,3 +180,22 @@ def test_a_damaged_latest_checkpoint_is_reported_and_the_previous_one_used(tmp_p
     assert "resuming from" in logs.out and "step-2 (step 2)" in logs.out
     assert [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5, 6]
     assert all_finite(out / "model.safetensors")
+
+
+def test_resume_under_a_changed_learning_rate_is_an_error_unless_allowed(tmp_path):
+    common = ["phases=[{steps: 4}]", "save_every=2", "length_split=1", "optim.lr=2e-3"]
+    warmup.main(warmup_cfg(tmp_path, *common, "max_steps_per_run=2"))
+    changed = [c.replace("optim.lr=2e-3", "optim.lr=3e-4") for c in common]
+    with pytest.raises(ValueError, match=r"config differs from the checkpoint's in optim.lr: 0.002 -> 0.0003\. "):
+        warmup.main(warmup_cfg(tmp_path, *changed))
+    warmup.main(warmup_cfg(tmp_path, *common, "phases=[{steps: 6}]", "max_steps_per_run=2"))  # longer: allowed
+    out = warmup.main(warmup_cfg(tmp_path, *changed, "phases=[{steps: 6}]", "resume_allow_changes=true"))
+    (row,) = [json.loads(x) for x in (out / "resumes.jsonl").read_text().splitlines()]
+    assert row["step"] == 4 and row["changes"] == {"optim.lr": [0.002, 0.0003]}
+    assert (out / "model.safetensors").exists()
+
+
+def test_rl_resume_under_a_changed_loss_setting_is_an_error(sft_tiny, tmp_path):
+    rl.main(rl_cfg(sft_tiny, tmp_path, "iterations=1", "save_every=1"))
+    with pytest.raises(ValueError, match=r"rollout.k: 4 -> 2"):
+        rl.main(rl_cfg(sft_tiny, tmp_path, "iterations=2", "save_every=1", "rollout.k=2"))

@@ -27,8 +27,8 @@ import torch
 from vlrl.algos import LOSSES
 from vlrl.algos.update import UpdateConfig, policy_update
 from vlrl.algos.sampling import CurriculumStage, SuccessTracker, sample_prompts
-from vlrl.checkpoint import latest_checkpoint, load_checkpoint_state, save_checkpoint
-from vlrl.config import LoRAConfig, OptimConfig, save_config
+from vlrl.checkpoint import check_resume_config, latest_checkpoint, load_checkpoint_state, save_checkpoint
+from vlrl.config import LoRAConfig, OptimConfig, save_config, to_dict
 from vlrl.eval.curves import plot_curves, plot_heldout
 from vlrl.models import load_pretrained, save_pretrained
 from vlrl.rewards.combine import ScoredBatch, score_trajectories
@@ -115,6 +115,7 @@ class RLConfig:
     export_llava: bool = False  # also write the final model as a transformers LLaVA in output_dir/hf
     save_adapter: bool = False  # with lora: also the adapter alone (peft, LLaVA layout) in output_dir/adapter
     resume: bool = True
+    resume_allow_changes: bool = False  # resuming under other settings is an error naming them; true applies them
     seed: int = 0
     output_dir: str = "runs/tiny/rl"
 
@@ -198,7 +199,7 @@ class RLState:
             self.sched = OptimizerSchedule(self.opt, cfg.optim, total_optimizer_steps(cfg), self.optimizer_steps)
         return self.opt, self.sched
 
-    def save(self, out: Path, model, processor, opt=None, keep: int = 2) -> None:
+    def save(self, out: Path, model, processor, opt=None, keep: int = 2, config: dict | None = None) -> None:
         """Collective: every process contributes its buffer and rollout generator; the main one writes
         (with the optimizer state, which a run without per-iteration reset carries across iterations)."""
         buffers = gather_objects(self.buffer.state_dict())
@@ -209,7 +210,8 @@ class RLState:
             if opt is not None:
                 tensors["optimizer"] = opt.state_dict()
             save_checkpoint(out, model, processor, tensors, {"step": self.iteration, "buffers": buffers,
-                                                             "optimizer_steps": self.optimizer_steps}, keep)
+                                                             "optimizer_steps": self.optimizer_steps,
+                                                             "config": config}, keep)
         barrier()
 
     def load(self, ckpt: Path, model, samples_by_id: dict) -> dict | None:
@@ -394,6 +396,7 @@ def main(cfg: RLConfig) -> Path:
     state = RLState(cfg, samples)
     ckpt = latest_checkpoint(out) if cfg.resume else None
     if ckpt is not None:
+        check_resume_config(ckpt, to_dict(cfg), cfg.resume_allow_changes, out)
         opt_state = state.load(ckpt, model, {s.id: s for s in samples})
         if opt_state is not None and not cfg.reset_optimizer:  # the run's one optimizer, where it was
             state.opt = build_optimizer(list(model.parameters()), cfg.optim)
@@ -420,7 +423,7 @@ def main(cfg: RLConfig) -> Path:
                   f"{metrics.get('accuracy', 0):.3f} len {metrics.get('length_mean', 0):.0f} "
                   f"buffer {metrics.get('buffer', 0)}")
         if cfg.save_every and (state.iteration % cfg.save_every == 0 or state.iteration == cfg.iterations):
-            state.save(out, model, processor, None if cfg.reset_optimizer else state.opt)
+            state.save(out, model, processor, None if cfg.reset_optimizer else state.opt, config=to_dict(cfg))
     if is_main():
         save_pretrained(model, processor, out)
         from vlrl.models.llava import save_llava_copy

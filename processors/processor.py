@@ -172,5 +172,5 @@ class MultimodalProcessor:
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: '{directory}' is not a saved vlrl model/processor")
         cfg = json.loads(path.read_text())
-        tok = AutoTokenizer.from_pretrained(str(directory))
+        tok = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)  # never code from the folder
         return cls(tok, image_transform_from_dict(cfg.pop("image_transform")), **cfg)

@@ -145,9 +145,38 @@ def _one_name_per_tensor(state: dict) -> dict:
     return out
 
 
+# keyword arguments that make transformers fetch or run something on load
+_UNSAFE_KWARGS = ("trust_remote_code", "code_revision", "revision", "token", "cache_dir", "local_files_only")
+
+
+def unsafe_saved_config(cfg: ModelConfig) -> list[str]:
+    """Why a saved model's config could make loading read a path, reach the hub or run code (empty when
+    safe). save_pretrained writes every architecture inline (llm.config, the encoder's arch dict or an
+    open_clip name) and no paths, so any of these means the file was crafted or edited."""
+    why = []
+    if cfg.llm.path is not None:
+        why.append(f"names llm.path '{cfg.llm.path}'")
+    if cfg.tokenizer.path is not None or cfg.tokenizer.build is not None:
+        why.append("names a tokenizer path or build spec (the tokenizer is the directory's own)")
+    if cfg.encoder.pretrained is not None:
+        why.append(f"names encoder.pretrained '{cfg.encoder.pretrained}'")
+    if cfg.encoder.name == "hf_vision" and not isinstance(cfg.encoder.arch, dict):
+        why.append(f"names encoder.arch '{cfg.encoder.arch}' (a saved hf_vision encoder has an inline config)")
+    arch = cfg.encoder.arch
+    if cfg.encoder.name == "open_clip" and isinstance(arch, str) and any(c in arch for c in ":/\\"):
+        why.append(f"names encoder.arch '{arch}' (not an open_clip architecture name)")
+    for part, kwargs in (("llm", cfg.llm.kwargs), ("encoder", cfg.encoder.kwargs), ("projector", cfg.projector.kwargs)):
+        bad = [k for k in kwargs if k in _UNSAFE_KWARGS]
+        if bad:
+            why.append(f"passes {', '.join(bad)} in {part}.kwargs")
+    return why
+
+
 def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -> tuple[VisionLanguageModel, MultimodalProcessor]:
-    """Load a directory written by :func:`save_pretrained` (no network, no pretrained sources), or import a
-    transformers LLaVA checkpoint (a directory, or a hub id in the local cache: ``vlrl.models.llava``)."""
+    """Load a directory written by :func:`save_pretrained` (no network, no pretrained sources, no code from
+    the directory: a config naming paths, hub ids or ``trust_remote_code`` is refused, see
+    :func:`unsafe_saved_config`), or import a transformers LLaVA checkpoint (a directory, or a hub id in the
+    local cache: ``vlrl.models.llava``)."""
     directory = Path(directory)
     cfg_path = directory / CONFIG_NAME
     if not cfg_path.is_file():
@@ -158,6 +187,11 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -
         raise FileNotFoundError(f"{cfg_path} not found: '{directory}' is not a saved vlrl model, nor a "
                                 f"transformers LLaVA checkpoint (config.json with model_type llava)")
     cfg = from_dict(ModelConfig, json.loads(cfg_path.read_text()), origin=str(cfg_path))
+    unsafe = unsafe_saved_config(cfg)
+    if unsafe:
+        raise ValueError(f"refusing to load {directory}: {cfg_path.name} {'; '.join(unsafe)}. A saved vlrl model is "
+                         f"weights + architecture + processor and never needs a path, a download or code to load; "
+                         f"this one was not written by vlrl's save_pretrained or was edited")
     processor = MultimodalProcessor.from_pretrained(directory)
     encoder, projector, llm = _build_parts(cfg, processor.tokenizer)
     model = VisionLanguageModel(encoder, projector, llm, processor.image_token_id, cfg)

@@ -134,7 +134,7 @@ def import_llava(path: str | Path, device: str | torch.device = "cpu", max_lengt
     from vlrl.models.builder import build_vlm
 
     hf = AutoConfig.from_pretrained(str(path))
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
     image_token = tokenizer.convert_ids_to_tokens(int(hf.image_token_index))
     model, processor = build_vlm(llava_model_config(hf, str(path), image_token, max_length))
     seq = getattr(hf, "image_seq_length", None)

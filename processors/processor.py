@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from PIL import Image
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from processors.chat import FALLBACK_TEMPLATE, PlaceholderError, build_messages
@@ -119,6 +120,27 @@ class MultimodalProcessor:
         Raises:
             PlaceholderError, PromptTooLongError, ImageLoadError: each names the sample.
         """
+        prompt_ids = self.prompt_ids(sample, system_prompt)
+        resp_ids: list[int] = []
+        if response is not None:
+            resp_ids = self.tokenize(response) if isinstance(response, str) else list(response)
+            if add_eos:
+                resp_ids = resp_ids + [self.eos_token_id]
+            resp_ids = resp_ids[: self.max_length - len(prompt_ids)]
+        pixels = None
+        if sample.images:
+            pixels = torch.stack(
+                [self.image_transform(load_image(src, sample_id=sample.id)) for src in sample.images]
+            )
+        return Encoded(sample.id, prompt_ids + resp_ids, len(prompt_ids), pixels, len(sample.images))
+
+    def prompt_ids(self, sample: Any, system_prompt: str | None = None) -> list[int]:
+        """The prompt's token ids, each ``<image>`` expanded to the image's tokens.
+
+        Raises:
+            PlaceholderError: the ``<image>`` tags do not match the images; PromptTooLongError: no room for
+            a response within ``max_length``. Both name the sample.
+        """
         prompt_ids = self.tokenize(self.prompt_text(sample, system_prompt))
         n_placeholders = prompt_ids.count(self.image_token_id)
         if n_placeholders != len(sample.images):
@@ -135,18 +157,19 @@ class MultimodalProcessor:
                 f"one token); raise "
                 f"model.max_length or use a token-reducing projector (prompts are never truncated)"
             )
-        resp_ids: list[int] = []
-        if response is not None:
-            resp_ids = self.tokenize(response) if isinstance(response, str) else list(response)
-            if add_eos:
-                resp_ids = resp_ids + [self.eos_token_id]
-            resp_ids = resp_ids[: self.max_length - len(prompt_ids)]
-        pixels = None
-        if sample.images:
-            pixels = torch.stack(
-                [self.image_transform(load_image(src, sample_id=sample.id)) for src in sample.images]
-            )
-        return Encoded(sample.id, prompt_ids + resp_ids, len(prompt_ids), pixels, len(sample.images))
+        return prompt_ids
+
+    def check(self, sample: Any, system_prompt: str | None = None) -> None:
+        """Everything :meth:`encode` would reject about ``sample``, found without training on it: the
+        placeholders, the prompt length and that every image decodes (run once per row at load time).
+
+        Raises:
+            PlaceholderError, PromptTooLongError, ImageLoadError: each names the sample.
+        """
+        self.prompt_ids(sample, system_prompt)
+        for src in sample.images:
+            if not isinstance(src, Image.Image):
+                load_image(src, sample_id=sample.id)
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)

@@ -199,3 +199,43 @@ def test_rl_resume_under_a_changed_loss_setting_is_an_error(sft_tiny, tmp_path):
     rl.main(rl_cfg(sft_tiny, tmp_path, "iterations=1", "save_every=1"))
     with pytest.raises(ValueError, match=r"rollout.k: 4 -> 2"):
         rl.main(rl_cfg(sft_tiny, tmp_path, "iterations=2", "save_every=1", "rollout.k=2"))
+
+
+def bad_rows_jsonl(tmp_path: Path) -> Path:
+    """40 good text rows, then a placeholder mismatch, a corrupt image and a prompt past max_length."""
+    from PIL import Image
+
+    from vlrl.data.synth import generate
+
+    rows = [{"id": f"ok-{i}", "question": s.question, "answer": s.answer, "response": s.response}
+            for i, s in enumerate(generate("arithmetic", 40, seed=1, levels="1", style="long"))]
+    Image.new("RGB", (48, 48), "red").save(tmp_path / "red.png")
+    (tmp_path / "broken.png").write_bytes(b"this is not a png")
+    rows += [{"id": "two-tags", "question": "<image> and <image>: how many?", "images": ["red.png"], "answer": "1",
+              "response": "Answer: 1"},
+             {"id": "corrupt", "question": "How many shapes?", "images": ["broken.png"], "answer": "1",
+              "response": "Answer: 1"},
+             {"id": "too-long", "question": "1 + 1 = ? " * 200, "answer": "2", "response": "Answer: 2"}]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_bad_rows_are_found_at_load_time_and_counted(tmp_path, capsys):
+    data = bad_rows_jsonl(tmp_path)
+    out = warmup.main(warmup_cfg(tmp_path / "w", f"data.sources=[{data}]", "phases=[{steps: 12}]"))
+    logs = capsys.readouterr().out
+    assert "[data] loaded 40 samples, skipped 3 bad rows" in logs
+    assert "sample 'two-tags': 2 '<image>' placeholder(s) in the prompt but 1 image(s)" in logs
+    assert "sample 'corrupt'" in logs and "corrupt or not an image" in logs
+    assert "sample 'too-long': prompt is" in logs
+    assert (out / "model.safetensors").exists()  # 12 steps of 8 draw every row more than twice: nothing dies
+    with pytest.raises(ValueError, match=r"train.jsonl: sample 'two-tags'.*on_bad_row=skip"):
+        warmup.main(warmup_cfg(tmp_path / "e", f"data.sources=[{data}]", "data.on_bad_row=error"))
+    assert not (tmp_path / "e" / "metrics.jsonl").exists()  # stopped at load, before any step
+
+
+def test_rl_skips_bad_rows_at_load_time(sft_tiny, tmp_path, capsys):
+    data = bad_rows_jsonl(tmp_path)
+    rl.main(rl_cfg(sft_tiny, tmp_path / "rl", "iterations=2", f"sources=[{data}]", "prompts_per_iteration=20"))
+    assert "[data] loaded 40 samples, skipped 3 bad rows" in capsys.readouterr().out

@@ -173,10 +173,40 @@ def load_samples(source: str | Path | Sequence[dict], on_bad_row: str = "skip",
     return samples
 
 
-def load_data(sources: Sequence[str], on_bad_row: str = "skip") -> list[Sample]:
-    """All samples of ``sources``, with the load report printed (bad rows counted and listed)."""
+def validate_samples(samples: Sequence[Sample], processor, source: str, on_bad_row: str = "skip",
+                     report: LoadReport | None = None) -> list[Sample]:
+    """The samples ``processor`` can encode: one pass over every row at load time (``processor.check``:
+    ``<image>`` tags against images, prompt length against ``max_length``, every image decoded), so that
+    a bad row is skipped and listed (``on_bad_row: skip``) or stops the load (``error``) here, not when a
+    batch draws it mid-run. A progress bar shows on large sets."""
+    from tqdm import tqdm
+
+    from processors.chat import PlaceholderError
+    from processors.image import ImageLoadError
+    from processors.processor import PromptTooLongError
+
+    report = report if report is not None else LoadReport()
+    kept = []
+    for s in tqdm(samples, desc=f"[data] checking {source}", disable=len(samples) < 5000, mininterval=1.0):
+        try:
+            processor.check(s)
+            kept.append(s)
+        except (PlaceholderError, PromptTooLongError, ImageLoadError) as e:
+            if on_bad_row == "error":
+                raise BadRowError(f"{source}: {e} (data.on_bad_row=skip skips such rows)") from None
+            report.skipped.append(f"{source}: {e}")
+    report.loaded -= len(samples) - len(kept)
+    return kept
+
+
+def load_data(sources: Sequence[str], on_bad_row: str = "skip", processor=None) -> list[Sample]:
+    """All samples of ``sources``, with the load report printed (bad rows counted and listed). With
+    ``processor``, every row is also checked against it (:func:`validate_samples`)."""
     report = LoadReport()
-    samples = [s for src in sources for s in load_samples(src, on_bad_row, report)]
+    samples = []
+    for src in sources:
+        part = load_samples(src, on_bad_row, report)
+        samples += validate_samples(part, processor, str(src), on_bad_row, report) if processor is not None else part
     print(f"[data] {report.summary()}")
     if not samples:
         raise ValueError(f"no samples loaded from {sources}")

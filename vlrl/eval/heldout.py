@@ -18,7 +18,7 @@ def evaluate_held_out(model, processor, sources: List[str], max_new_tokens: int,
     """Pass@1 on held-out ``sources`` through the evaluation harness, scored by ``reward`` (the stage's
     own reward; default: the math verifier), greedy by default, else the mean over ``n`` samples at
     ``temperature`` (k1.5's "Pass@1 averaged over 8 runs"); the report goes to ``out``."""
-    samples = load_data(sources)
+    samples = load_data(sources, processor=processor)
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, num_samples=n)
     reward_fn = (reward or verifier_config()).build()
     # greedy: 64 prompts per generation batch (identical answers to 32, tested); sampled: 32, since the

@@ -51,7 +51,7 @@ def main(cfg: AlignConfig) -> Path:
     out = Path(cfg.output_dir)
     save_config(cfg, out / "config.yaml")
     model, processor = build_or_load(cfg)
-    samples = caption_samples(load_data(cfg.data.sources, cfg.data.on_bad_row), cfg.caption_prompt)
+    samples = caption_samples(load_data(cfg.data.sources, cfg.data.on_bad_row, processor), cfg.caption_prompt)
     print(f"[align] {len(samples)} image-description pairs")
     trainer = SFTTrainer(cfg, model, processor, SFTDataset(samples, processor), stage="align")
     trainer.fit()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from vlrl.config import save_config
-from vlrl.data import LoadReport, load_samples
+from vlrl.data import load_data, load_samples
 from vlrl.eval import evaluate_samples, full_report, write_report
 from vlrl.models import SamplingParams, load_pretrained
 from vlrl.rewards.config import RewardConfig
@@ -56,11 +56,9 @@ def main(cfg: EvalConfig) -> dict:
         raise ValueError("eval: n > 1 responses per prompt need temperature > 0 (greedy answers are identical)")
     out = Path(cfg.output_dir)
     save_config(cfg, out / "config.yaml")
-    report = LoadReport()
-    samples = [s for src in cfg.sources for s in load_samples(src, "skip", report)]
-    print(f"[data] {report.summary()}")
-    check_held_out(samples, cfg.exclude_ids_from)
     model, processor = load_pretrained(cfg.model)
+    samples = load_data(cfg.sources, "skip", processor)
+    check_held_out(samples, cfg.exclude_ids_from)
     reward_fn = cfg.reward.build()
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                             num_samples=cfg.n)

@@ -392,7 +392,7 @@ def main(cfg: RLConfig) -> Path:
     if is_main():
         save_config(cfg, out / "config.yaml")
     model, processor = load_policy(cfg)
-    samples = load_data(cfg.sources)
+    samples = load_data(cfg.sources, processor=processor)  # rows the processor rejects are skipped and listed
     state = RLState(cfg, samples)
     ckpt = latest_checkpoint(out) if cfg.resume else None
     if ckpt is not None:

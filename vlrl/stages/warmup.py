@@ -38,7 +38,7 @@ def main(cfg: WarmupConfig) -> Path:
     out = Path(cfg.output_dir)
     save_config(cfg, out / "config.yaml")
     model, processor = build_or_load(cfg)
-    dataset = SFTDataset(load_data(cfg.data.sources, cfg.data.on_bad_row), processor)
+    dataset = SFTDataset(load_data(cfg.data.sources, cfg.data.on_bad_row, processor), processor)
     trainer = SFTTrainer(cfg, model, processor, dataset, stage="warmup")
     model = trainer.fit()
     if trainer.save_final("Warm-up") and cfg.eval_sources:

@@ -68,6 +68,8 @@ def load_image(src: Any, *, sample_id: str | None = None, base_dir: str | Path |
             path = Path(src)
             if base_dir is not None and not path.is_absolute():
                 path = Path(base_dir) / path
+            if path.is_dir():
+                raise ImageLoadError(f"{_where(path, sample_id)} is a directory, not an image file")
             if not path.is_file():
                 raise ImageLoadError(f"{_where(path, sample_id)} does not exist")
             with Image.open(path) as im:

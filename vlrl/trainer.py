@@ -75,6 +75,19 @@ class SFTConfig:
     output_dir: str = "runs/tiny/sft"
 
 
+def check_sizes(cfg: SFTConfig) -> None:
+    """Sizes that would make a supervised run do nothing, or fail later with an unclear error."""
+    if cfg.batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {cfg.batch_size}")
+    if cfg.optim.grad_accum < 1:
+        raise ValueError(f"optim.grad_accum must be at least 1, got {cfg.optim.grad_accum}")
+    if not cfg.phases:
+        raise ValueError("phases is empty: give at least one phase, e.g. phases=[{steps: 100}]")
+    for i, phase in enumerate(cfg.phases):
+        if phase.steps < 1:
+            raise ValueError(f"phases[{i}].steps must be at least 1, got {phase.steps}")
+
+
 def build_or_load(cfg: SFTConfig):
     """(model, processor): loaded from ``cfg.init_from`` (a previous stage's output) or built from
     ``cfg.model``; prints the parameter counts."""
@@ -113,6 +126,7 @@ class SFTTrainer:
         self.out = Path(cfg.output_dir)
         self.accel = accelerator(gradient_accumulation_steps=cfg.optim.grad_accum,
                                  log_with=_trackers(cfg) or None, project_dir=str(self.out))
+        check_sizes(cfg)
         if cfg.length_split < 1:
             raise ValueError(f"length_split={cfg.length_split}: give 1 (no split) or more micro-batches per batch")
         # never more parts than a process has rows (a smaller batch_size override keeps working)

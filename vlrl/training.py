@@ -127,11 +127,19 @@ class BatchStream:
     def __next__(self):
         if self._it is None:
             loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=self.num_workers,
-                                collate_fn=lambda items: self.collate([x for x in items if x is not None]))
+                                collate_fn=self._collate_loaded)
             self._it = iter(loader)
         batch = next(self._it)
         self.consumed = self.sampler.positions.popleft()
         return batch
+
+    def _collate_loaded(self, items: list):
+        """Collate the rows that loaded (a row whose image broke after the load-time check is None)."""
+        kept = [x for x in items if x is not None]
+        if not kept:
+            raise ValueError(f"every one of the {len(items)} rows of a batch failed to load its images (the "
+                             f"'[data] skipping' lines name them): the image files changed after loading")
+        return self.collate(kept)
 
     def state_dict(self) -> dict:
         return dict(self.consumed)

@@ -239,3 +239,33 @@ def test_rl_skips_bad_rows_at_load_time(sft_tiny, tmp_path, capsys):
     data = bad_rows_jsonl(tmp_path)
     rl.main(rl_cfg(sft_tiny, tmp_path / "rl", "iterations=2", f"sources=[{data}]", "prompts_per_iteration=20"))
     assert "[data] loaded 40 samples, skipped 3 bad rows" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("override, message", [
+    ("batch_size=0", "batch_size must be at least 1, got 0"),
+    ("phases=[{steps: -3}]", r"phases\[0\].steps must be at least 1, got -3"),
+])
+def test_supervised_sizes_that_would_do_nothing_are_errors(tmp_path, override, message):
+    with pytest.raises(ValueError, match=message):
+        warmup.main(warmup_cfg(tmp_path, override))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("iterations=0", "rl: iterations must be at least 1, got 0"),
+    ("minibatch_size=0", "rl: minibatch_size must be at least 1, got 0"),
+    ("rollout.k=1", "rl: rollout.k=1 with loss 'kimi'.*every advantage is 0 and nothing trains"),
+])
+def test_rl_sizes_that_would_train_nothing_are_errors(sft_tiny, tmp_path, override, message):
+    with pytest.raises(ValueError, match=message):
+        rl.main(rl_cfg(sft_tiny, tmp_path, override))
+    assert saved_weights(tmp_path) == []
+
+
+def test_eval_of_an_empty_file_and_negative_max_new_tokens_are_clear_errors(saved_tiny, tmp_path, capsys):
+    from vlrl.cli import main as cli
+
+    (tmp_path / "empty.jsonl").write_text("")
+    assert cli(["eval", "--model", str(saved_tiny), "--data", str(tmp_path / "empty.jsonl")]) == 2
+    assert "vlrl: error: no samples loaded from" in capsys.readouterr().err
+    assert cli(["infer", "--model", str(saved_tiny), "--question", "1 + 1?", "--max-new-tokens", "-5"]) == 2
+    assert "vlrl: error: max_new_tokens must be at least 1, got -5" in capsys.readouterr().err

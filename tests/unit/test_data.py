@@ -70,3 +70,42 @@ def test_local_hf_datasets(tmp_path):
 def test_missing_source_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_samples(tmp_path / "nope.jsonl")
+
+
+def test_row_level_gaps_are_clear_bad_rows(tmp_path):
+    """A non-UTF-8 line, a list-valued answer and a directory as an image are bad rows naming file and
+    line; the good rows around them load (issue 18, point 9)."""
+    from vlrl.data import LoadReport, load_samples
+
+    (tmp_path / "pics").mkdir()
+    lines = [b'{"question": "1 + 1?", "answer": "2"}', b'{"question": "caf\xe9?", "answer": "1"}',
+             b'{"question": "which two?", "answer": [2, 3]}', b'{"question": "count", "images": "pics", "answer": "1"}',
+             b'{"question": "2 + 2?", "answer": 4}']
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    report = LoadReport()
+    samples = load_samples(path, "skip", report)
+    assert [s.answer for s in samples] == ["2", "4"]
+    assert report.skipped == [
+        f"{path}:2: not UTF-8 text (byte 17: b'\\xe9')",
+        f"{path}:3: 'answer' must be a string or a number, got list [2, 3] (write several answers as one string, "
+        f"e.g. \"2, 3\")",
+        f"{path}:4: image '{tmp_path / 'pics'}' is a directory, not an image file",
+    ]
+
+
+def test_a_batch_whose_every_image_broke_after_loading_is_a_clear_error():
+    import pytest
+
+    from vlrl.training import BatchStream, ResumableBatchSampler
+
+    class Broken:
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return None  # what SFTDataset gives for a row whose image no longer decodes
+
+    stream = BatchStream(Broken(), lambda items: items, ResumableBatchSampler(4, 2, 0, 0, 1))
+    with pytest.raises(ValueError, match="every one of the 2 rows of a batch failed to load its images"):
+        next(stream)

@@ -57,6 +57,8 @@ def _images(row: dict, base_dir: Path | None, where: str) -> list:
             path = Path(im)
             if base_dir is not None and not path.is_absolute():
                 path = base_dir / path
+            if path.is_dir():
+                raise BadRowError(f"{where}: image '{path}' is a directory, not an image file")
             if not path.is_file():
                 raise BadRowError(f"{where}: image file '{path}' does not exist")
             im = str(path)
@@ -80,6 +82,9 @@ def sample_from_row(row: Any, where: str, base_dir: Path | None = None, default_
     meta = dict(row.get("meta") or {})
     meta.update({k: v for k, v in row.items() if k not in KNOWN})
     answer = row.get("answer")
+    if isinstance(answer, bool) or (answer is not None and not isinstance(answer, (str, int, float))):
+        raise BadRowError(f"{where}: 'answer' must be a string or a number, got {type(answer).__name__} "
+                          f"{answer!r:.60} (write several answers as one string, e.g. \"2, 3\")")
     try:
         return Sample(
             id=str(row.get("id") or default_id), question=question, messages=row.get("messages"),
@@ -87,16 +92,23 @@ def sample_from_row(row: Any, where: str, base_dir: Path | None = None, default_
             response=row.get("response"), domain=row.get("domain") or "general", difficulty=difficulty,
             modality=row.get("modality") or "", pair_id=row.get("pair_id"), meta=meta,
         )
+    except BadRowError:
+        raise  # already names the row
     except ValueError as e:
         raise BadRowError(f"{where}: {e}") from None
 
 
 def _rows_jsonl(path: Path) -> Iterable[tuple[str, Any, str]]:
-    with path.open() as f:
-        for i, line in enumerate(f, start=1):
+    with path.open("rb") as f:  # decoded per line: one non-UTF-8 line is one bad row, not a fatal error
+        for i, raw in enumerate(f, start=1):
+            where = f"{path}:{i}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield where, BadRowError(f"{where}: not UTF-8 text (byte {e.start}: {raw[e.start:e.start + 1]!r})"), ""
+                continue
             if not line.strip():
                 continue
-            where = f"{path}:{i}"
             try:
                 yield where, json.loads(line), f"{path.stem}-{i}"
             except json.JSONDecodeError as e:

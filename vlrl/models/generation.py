@@ -32,6 +32,14 @@ class SamplingParams:
     repeat_max_period: int = 0  # > 0: stop a row whose last tokens repeat a block of <= this many tokens
     repeat_times: int = 4  # ... this many times in a row (finish reason "repeat")
 
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if self.num_samples < 1:
+            raise ValueError(f"the number of samples per prompt (n) must be at least 1, got {self.num_samples}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError(f"temperature must be >= 0 and top_p in (0, 1], got {self.temperature} / {self.top_p}")
+
 
 @dataclass
 class GenerationOutput:

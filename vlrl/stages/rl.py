@@ -120,6 +120,21 @@ class RLConfig:
     output_dir: str = "runs/tiny/rl"
 
 
+GROUP_BASELINE_LOSSES = ("kimi", "grpo", "rloo")  # their advantage is the reward minus the group's mean
+
+
+def check_sizes(cfg: RLConfig) -> None:
+    """Sizes that would make an RL run train nothing, or fail later with an unclear error."""
+    for key in ("iterations", "prompts_per_iteration", "minibatch_size", "micro_batch_size", "steps_per_iteration"):
+        if getattr(cfg, key) < 1:
+            raise ValueError(f"rl: {key} must be at least 1, got {getattr(cfg, key)}")
+    if cfg.rollout.k < 1:
+        raise ValueError(f"rl: rollout.k must be at least 1, got {cfg.rollout.k}")
+    if cfg.rollout.k == 1 and cfg.loss.name in GROUP_BASELINE_LOSSES:
+        raise ValueError(f"rl: rollout.k=1 with loss '{cfg.loss.name}': each prompt's one response is its own "
+                         f"baseline, so every advantage is 0 and nothing trains; use rollout.k >= 2 (k1.5: 8)")
+
+
 def update_config(cfg: RLConfig) -> UpdateConfig:
     """The update's settings, gathered from the stage config."""
     return UpdateConfig(passes=cfg.steps_per_iteration, minibatch_size=cfg.minibatch_size,
@@ -384,6 +399,7 @@ def load_policy(cfg: RLConfig):
 def main(cfg: RLConfig) -> Path:
     init_from_launcher()
     rank, n_proc = world()
+    check_sizes(cfg)
     if cfg.prompts_per_iteration < n_proc:
         raise ValueError(f"rl: prompts_per_iteration ({cfg.prompts_per_iteration}) must be at least the number "
                          f"of processes ({n_proc}): prompts are sharded over processes")

@@ -269,3 +269,17 @@ def test_eval_of_an_empty_file_and_negative_max_new_tokens_are_clear_errors(save
     assert "vlrl: error: no samples loaded from" in capsys.readouterr().err
     assert cli(["infer", "--model", str(saved_tiny), "--question", "1 + 1?", "--max-new-tokens", "-5"]) == 2
     assert "vlrl: error: max_new_tokens must be at least 1, got -5" in capsys.readouterr().err
+
+
+def test_sft_exploding_learning_rate_is_a_clear_cli_error_and_saves_nothing_non_finite(tmp_path, capsys):
+    from tests.integration.test_warmup import DATA
+    from vlrl.cli import main as cli
+
+    rc = cli(["warmup", "--config", "configs/tiny/warmup.yaml", "init_from=null", "batch_size=8", "trackers=[]",
+              f"output_dir={tmp_path}", DATA, "eval_sources=[]", "optim.warmup_steps=0", "optim.lr=1e10",
+              "phases=[{steps: 6}]", "save_every=1", "length_split=1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "vlrl: error: warmup step " in err and "Traceback" not in err
+    assert "is nan" in err or "is inf" in err
+    assert not (tmp_path / "model.safetensors").exists()
+    assert all(all_finite(p) for p in saved_weights(tmp_path))

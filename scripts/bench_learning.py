@@ -1,6 +1,6 @@
 """Does RL teach? Held-out pass@1 of the RL stage against equal-time baselines from one warm-up. Prints JSON.
 
-    python scripts/bench_learning.py                    # 3 seeds, the embedded default (about 90 min on 2 cores)
+    python scripts/bench_learning.py                    # 3 seeds, the embedded default (about 2 h on 2 cores)
     python scripts/bench_learning.py --quick            # 1 seed, a smaller budget and held-out set (< 10 min)
     python scripts/bench_learning.py --warmup runs/tiny/warmup --arms rl sft rs --seeds 0 1 2 --jobs 2
 

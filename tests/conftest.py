@@ -67,3 +67,16 @@ def sft_tiny(tmp_path_factory):
     d = tmp_path_factory.mktemp("sft_tiny")
     save_pretrained(model, proc, d)
     return d
+
+
+@pytest.fixture
+def register_reward(monkeypatch):
+    """``register_reward(name, builder)``: a REWARDS entry for this test only (registries are global;
+    tests that walk every registered reward must not see another test's)."""
+    from vlrl.rewards.base import REWARDS
+
+    def add(name, builder):
+        monkeypatch.setitem(REWARDS._builders, name, builder)
+        monkeypatch.setitem(REWARDS._origin, name, "tests")
+
+    return add

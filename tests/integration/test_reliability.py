@@ -15,11 +15,9 @@ from tests.integration.test_warmup import warmup_cfg
 from vlrl.checkpoint import checkpoint_dirs, latest_checkpoint
 from vlrl.guards import NonFiniteError
 from vlrl.models.vlm import VisionLanguageModel
-from vlrl.rewards.base import REWARDS, RewardResult
+from vlrl.rewards.base import RewardResult
 from vlrl.stages import rl, warmup
 
-if "test_nan" not in REWARDS:
-    REWARDS.add("test_nan", lambda **_: (lambda response, sample: RewardResult(float("nan"))), origin="tests")
 
 
 def saved_weights(out: Path) -> list[Path]:
@@ -30,8 +28,10 @@ def all_finite(path: Path) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in load_file(str(path)).values() if t.is_floating_point())
 
 
-def test_rl_stops_on_a_nan_reward_naming_the_reward_and_samples(sft_tiny, tmp_path, capsys):
+def test_rl_stops_on_a_nan_reward_naming_the_reward_and_samples(sft_tiny, tmp_path, capsys, register_reward):
     from vlrl.cli import main as cli
+
+    register_reward("test_nan", lambda **_: (lambda response, sample: RewardResult(float("nan"))))
 
     rc = cli(["rl", "--config", "configs/tiny/rl.yaml", f"init_from={sft_tiny}", f"output_dir={tmp_path}",
               "sources=[synth:arithmetic?n=30&seed=2&levels=1]", "eval_sources=[]", "prompts_per_iteration=3",
@@ -91,12 +91,11 @@ def test_save_refuses_a_model_with_a_nan_weight(tmp_path):
     assert not (tmp_path / "m").exists() or list((tmp_path / "m").iterdir()) == []
 
 
-def test_a_raising_reward_plugin_is_counted_and_reported_on_the_console(sft_tiny, tmp_path, capsys):
+def test_a_raising_reward_plugin_is_counted_and_reported_on_the_console(sft_tiny, tmp_path, capsys, register_reward):
     def raises(response, sample):
         raise RuntimeError("grader offline")
 
-    if "test_raising_plugin" not in REWARDS:
-        REWARDS.add("test_raising_plugin", lambda **_: raises, origin="tests")
+    register_reward("test_raising_plugin", lambda **_: raises)
     out = rl.main(rl_cfg(sft_tiny, tmp_path, "iterations=1", "reward.name=test_raising_plugin", "reward.kwargs={}",
                          "sources=[synth:arithmetic?n=30&seed=2&levels=1]"))
     row = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from vlrl.rewards.base import REWARDS, RewardResult
+from vlrl.rewards.base import RewardResult
 from vlrl.rewards.config import RewardConfig
 from vlrl.rewards.guard import GuardedReward, RewardError
 
@@ -40,13 +40,12 @@ def test_a_plain_float_is_a_clear_error_saying_what_to_return():
         GuardedReward(lambda resp, s: 1.0, "plain")("x", SAMPLE)
 
 
-def test_built_rewards_are_guarded_and_keep_their_attributes():
+def test_built_rewards_are_guarded_and_keep_their_attributes(register_reward):
     fn = RewardConfig(kwargs={"symbolic": False}).build()
     assert isinstance(fn, GuardedReward)
     fn("x", SAMPLE)
     assert fn.stats["calls"] == 1  # the verifier's own counters, through the guard
     with pytest.raises(ValueError, match="on_error"):
         RewardConfig(on_error="ignore").build()
-    if "test_raises" not in REWARDS:
-        REWARDS.add("test_raises", lambda **_: raises, origin="tests")
+    register_reward("test_raises", lambda **_: raises)
     assert "raised KeyError" in RewardConfig(name="test_raises").build()("x", SAMPLE).error

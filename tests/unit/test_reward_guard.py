@@ -49,3 +49,12 @@ def test_built_rewards_are_guarded_and_keep_their_attributes(register_reward):
         RewardConfig(on_error="ignore").build()
     register_reward("test_raises", lambda **_: raises)
     assert "raised KeyError" in RewardConfig(name="test_raises").build()("x", SAMPLE).error
+
+
+def test_a_guarded_reward_copies_and_pickles():
+    import copy
+    import pickle
+
+    fn = GuardedReward(raises, "mine")  # a picklable reward stays picklable when guarded
+    for twin in (copy.deepcopy(fn), pickle.loads(pickle.dumps(fn))):
+        assert "raised KeyError" in twin("x", SAMPLE).error

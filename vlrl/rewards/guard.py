@@ -53,7 +53,10 @@ class GuardedReward:
         self.fn, self.name, self.timeout_s, self.on_error = fn, name, timeout_s, on_error
 
     def __getattr__(self, item: str) -> Any:  # stats, close() and other attributes of the wrapped reward
-        return getattr(self.__dict__["fn"], item)
+        fn = self.__dict__.get("fn")
+        if fn is None:  # not set up yet (copy / unpickling look attributes up before __init__'s fields)
+            raise AttributeError(item)
+        return getattr(fn, item)
 
     def _failed(self, sample: Any, why: str) -> RewardResult:
         msg = f"reward '{self.name}' on sample '{getattr(sample, 'id', '?')}': {why}"

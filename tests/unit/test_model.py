@@ -107,6 +107,25 @@ def test_kv_cache_greedy_equals_no_cache_reference(tiny):
         assert toks == reference_greedy(model, e, proc.eos_token_id, 12)
 
 
+def test_generation_passes_the_cache_through_the_supported_keyword(tiny):
+    """The KV cache goes in as ``cache`` (transformers 5 deprecates ``past_key_values``, with a
+    FutureWarning on every decode step): no deprecation warning, same tokens as the no-cache reference."""
+    import warnings
+
+    from vlrl.models.generation import cache_kwarg
+
+    model, proc = tiny
+    model.eval()
+    assert cache_kwarg(type(model.llm)) == "cache"
+    enc = [proc.encode(s) for s in mixed_samples()[:2]]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = generate(model, collate_generation(enc, proc.pad_token_id), SamplingParams(max_new_tokens=5),
+                       proc.eos_token_id)
+    assert not [w for w in caught if "past_key_values" in str(w.message)]
+    assert out.tokens[0] == reference_greedy(model, enc[0], proc.eos_token_id, 5)
+
+
 def test_k_samples_share_one_prefill_and_sampling_is_seeded(tiny):
     model, proc = tiny
     enc = [proc.encode(s) for s in mixed_samples()[:2]]

@@ -10,6 +10,8 @@ response is continued simply by including its tokens in the prompt (``processor.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -112,6 +114,14 @@ def _loop_mask(history: list[list[int]], rows: torch.Tensor, tok: torch.Tensor, 
     return torch.tensor(out, dtype=torch.bool, device=tok.device)
 
 
+@functools.lru_cache(maxsize=None)
+def cache_kwarg(llm_class: type) -> str:
+    """The keyword a causal LM's forward takes its KV cache under: ``cache`` in transformers >= 5 (where
+    ``past_key_values`` is deprecated, with a warning on every call, and goes away in 5.40), else
+    ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(llm_class.forward).parameters else "past_key_values"
+
+
 def _prefill(model: VisionLanguageModel, batch: Batch, counts: list[int]):
     """Encode images and prefill the prompts once; repeat prompt i's cache row ``counts[i]`` times.
     Returns (cache, last logits (R, V), attention mask (R, T), next positions (R,), prompt index (R,)),
@@ -183,7 +193,7 @@ def generate(
             rows, tok, mask, next_pos = rows[keep], tok[keep], mask[keep], next_pos[keep]
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
         out = llm(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                  past_key_values=cache, use_cache=True)
+                  use_cache=True, **{cache_kwarg(type(llm)): cache})
         logits, next_pos = out.logits[:, -1], next_pos + 1
     model.train(was_training)
     return _output(toks, lps, lengths, stopped, looped, index)

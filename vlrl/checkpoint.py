@@ -121,7 +121,8 @@ def check_resume_config(ckpt: Path, config: dict, allow: bool, output_dir: str |
     """Compare the run's config with the one its checkpoint was written under. A changed key is an error
     naming it, unless ``allow`` (``resume_allow_changes=true``): then the changes are applied, printed and
     recorded in ``output_dir/resumes.jsonl``. Checkpoints from before configs were stored pass unchecked."""
-    saved = json.loads((ckpt / STATE).read_text()).get("config")
+    state = json.loads((ckpt / STATE).read_text())
+    saved = state.get("config")
     config = json.loads(json.dumps(config, default=str))  # as the checkpoint stored it (tuples as lists)
     changes = config_changes(saved, config) if saved is not None else {}
     if not changes:
@@ -133,5 +134,5 @@ def check_resume_config(ckpt: Path, config: dict, allow: bool, output_dir: str |
                          f"ones (recorded in resumes.jsonl), or give a new output_dir")
     print(f"[resume] applying config changes: {listed}")
     with (Path(output_dir) / "resumes.jsonl").open("a") as f:
-        f.write(json.dumps({"checkpoint": str(ckpt), "step": json.loads((ckpt / STATE).read_text())["step"],
+        f.write(json.dumps({"checkpoint": str(ckpt), "step": state["step"],
                             "changes": {k: list(v) for k, v in changes.items()}}, default=str) + "\n")

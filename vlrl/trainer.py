@@ -268,17 +268,18 @@ class SFTTrainer:
         for batch, n_b in zip(batches, counts):
             with self.accel.accumulate(model):
                 loss = model(batch).loss
+                value = loss.item()  # one device sync per micro-batch: the check, the message and the log
                 where = f"{self.stage} step {self.step + 1}"
-                require_finite("loss", loss.item(), f"{where} (samples {', '.join(map(str, batch.sample_ids[:4]))})")
+                require_finite("loss", value, f"{where} (samples {', '.join(map(str, batch.sample_ids[:4]))})")
                 self.accel.backward(loss * (n_b * undo / n_global))
                 if self.accel.sync_gradients:
                     grad_norm = float(self.accel.clip_grad_norm_(model.parameters(), self.cfg.optim.grad_clip))
-                    require_finite("gradient norm", grad_norm, f"{where} (finite loss {loss.item():.4g})")
+                    require_finite("gradient norm", grad_norm, f"{where} (finite loss {value:.4g})")
                 opt.step()  # the prepared optimizer only steps when gradients sync
                 if self.accel.sync_gradients:
                     sched.step()
                 opt.zero_grad(set_to_none=True)
-            total += loss.item() * n_b / n_global  # this process's share of the global token mean
+            total += value * n_b / n_global  # this process's share of the global token mean
         return total, grad_norm, sum(counts)
 
 

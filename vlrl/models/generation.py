@@ -163,6 +163,7 @@ def generate(
     was_training = model.training
     model.eval()
     llm = model.llm
+    cache_key = cache_kwarg(type(llm))
     stop = torch.tensor(params.stop_token_ids or [eos_token_id], device=batch.input_ids.device)
     B = batch.input_ids.shape[0]
     counts = samples_per_prompt or [params.num_samples] * B
@@ -193,7 +194,7 @@ def generate(
             rows, tok, mask, next_pos = rows[keep], tok[keep], mask[keep], next_pos[keep]
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
         out = llm(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                  use_cache=True, **{cache_kwarg(type(llm)): cache})
+                  use_cache=True, **{cache_key: cache})
         logits, next_pos = out.logits[:, -1], next_pos + 1
     model.train(was_training)
     return _output(toks, lps, lengths, stopped, looped, index)

@@ -144,6 +144,28 @@ def _add_synth(sub) -> None:
     s.add_argument("--levels", default="1-5", help="difficulty levels, e.g. '1-3' or '2,4' (default 1-5)")
     s.add_argument("--image-size", type=int, default=48, help="image side in pixels (default 48)")
     s.set_defaults(func=_synth)
+    i = data.add_parser("inspect", help="show what a data source resolves to: columns, splits, rows, skips",
+                        description="Open a data source as a stage would and print the resolved column map, the "
+                                    "row count of each split (and which is used), modality counts, decoded rows "
+                                    "and every row that would be skipped, with the reason.",
+                        epilog="SOURCE forms: data.jsonl | DIR (a local dataset) | synth:TASK?n=.. | "
+                               "hf:PATH_OR_ID?split=S&config=C&adapter=A&limit=N&columns.FIELD=COL[,COL]"
+                               "&where.COL=V&ignore=COL&strict=false. Adapters: geometry3k, clevr_count, "
+                               "mathvista, mmmu, chartqa.")
+    i.add_argument("source", help="a data source, as in data.sources")
+    i.add_argument("--rows", type=int, default=3, help="decoded rows to print (default 3)")
+    i.add_argument("--model", default=None, help="a saved model dir: also check rows against its processor")
+    i.add_argument("--json", action="store_true", help="print JSON instead of text")
+    i.set_defaults(func=_inspect)
+
+
+def _inspect(a: argparse.Namespace) -> None:
+    import json
+
+    from vlrl.data.inspect import format_inspection, inspect_source
+
+    info = inspect_source(a.source, a.rows, a.model)
+    print(json.dumps(info, indent=1, default=str) if a.json else format_inspection(info))
 
 
 def _add_infer(sub) -> None:
@@ -193,8 +215,9 @@ def _add_eval(sub) -> None:
                        description="Evaluate a saved model on held-out data; writes eval.json, eval.md, eval.png "
                                    "and records.jsonl.", epilog=EPILOG)
     e.add_argument("--model", help="saved model directory")
-    e.add_argument("--data", action="append", default=[], help="data source (JSONL, dataset dir or synth:TASK?n=..); "
-                                                                "repeatable")
+    e.add_argument("--data", action="append", default=[], help="data source (JSONL, dataset dir, synth:TASK?n=.. or "
+                                                                "hf:PATH_OR_ID?split=..&adapter=..); repeatable; "
+                                                                "adapters report accuracy per benchmark (domain)")
     e.add_argument("--exclude-ids-from", action="append", default=[],
                    help="training source; an evaluation id found there is an error (repeatable)")
     e.add_argument("--n", type=int, help="responses per prompt (default 1; n > 1 needs --temperature > 0)")

@@ -111,10 +111,12 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Where samples come from. ``sources`` are JSONL files, local datasets dirs, or ``synth:TASK`` specs
-    (``synth:shapes?n=200&seed=1&difficulty=1-3``) generated on the spot."""
+    """Where samples come from. ``sources`` are JSONL files, ``synth:TASK`` specs
+    (``synth:shapes?n=200&seed=1&difficulty=1-3``) generated on the spot, or Hugging Face datasets: a local
+    dataset directory, an ``hf:PATH_OR_ID?split=..&adapter=..`` string or a mapping with ``path``,
+    ``split``, ``config``, ``adapter``, ``columns``, ``where``, ``limit`` (:mod:`vlrl.data.sources`)."""
 
-    sources: List[str] = field(default_factory=list)
+    sources: List[Any] = field(default_factory=list)
     on_bad_row: str = "skip"  # skip (counted and reported) | error
     system_prompt: Optional[str] = None
 

@@ -76,3 +76,36 @@ def test_registry_builds_configured_verifiers():
     v = REWARDS.build("math", pattern=r"<ans>(.*?)</ans>", symbolic=False)
     assert v("<ans>4</ans> Answer: 5", s("4")).reward == 1.0
     assert extract_answer("Answer: 5") == "5"
+
+
+def test_option_index_reads_letters_and_option_texts():
+    from vlrl.rewards.verify import option_index
+
+    opts = ["30", "145°", "the second"]
+    # by text (normalised, numbers with units), then by letter alone or leading the option
+    assert [option_index(t, opts) for t in ("145", "145°", "The second.", "B", "(b)", "C.", "(C) the second",
+                                            "B: 145")] == [1, 1, 2, 1, 1, 2, 2, 1]
+    assert [option_index(t, opts) for t in ("D", "160", "a", "Because")] == [None, None, None, None]
+
+
+def test_meta_widens_what_counts_choices_answers_and_tolerances():
+    from vlrl.types import Sample
+
+    v = AnswerVerifier(symbolic=False)
+    mc = Sample(id="m", question="q", answer="B", meta={"choices": ["cat", "dog"]})
+    # the reference is the letter B: "dog" names it by text, "A" / "cat" name the other option
+    assert [v(r, mc).reward for r in (r"\boxed{B}", r"\boxed{dog}", r"\boxed{A}", r"\boxed{cat}")] == [1, 1, 0, 0]
+    mc_text = Sample(id="t", question="q", answer="dog", meta={"choices": ["cat", "dog"]})
+    assert [v(r, mc_text).reward for r in (r"\boxed{B}", r"\boxed{dog}", r"\boxed{A}")] == [1, 1, 0]
+    many = Sample(id="a", question="q", answer="Red", meta={"answers": ["Red", "crimson"]})
+    assert [v(r, many).reward for r in (r"\boxed{crimson}", r"\boxed{red}", r"\boxed{blue}")] == [1, 1, 0]
+    # rel_tol 0.05 around 40: |41.9 - 40| = 1.9 <= 0.05 * 41.9 = 2.095 -> right; |42.2 - 40| = 2.2 > 2.11 -> wrong
+    relaxed = Sample(id="r", question="q", answer="40", meta={"rel_tol": 0.05})
+    assert [v(r, relaxed).reward for r in (r"\boxed{41.9}", r"\boxed{42.2}")] == [1, 0]
+    assert v(r"\boxed{41.9}", Sample(id="s", question="q", answer="40")).reward == 0  # default tolerance
+
+
+def test_choices_template():
+    from vlrl.data.mapping import with_choices
+
+    assert with_choices("Which?", ["x", "y"]) == "Which?\nOptions:\n(A) x\n(B) y"

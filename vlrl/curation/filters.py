@@ -28,6 +28,8 @@ class RuleFilterConfig:
 def is_choice(sample: Sample) -> bool:
     """Lettered options, "which of the following", or an answer that is one side of "X or Y?"."""
     q = _question(sample)
+    if (sample.meta or {}).get("choices"):  # a dataset's options column (vlrl.data.mapping)
+        return True
     return answer_type(sample) == "choice" or bool(_WHICH_OF.search(q)) or len(_LETTER_OPTIONS.findall(q)) >= 2
 
 

@@ -1,9 +1,9 @@
-"""Records -> Samples: JSONL files, local Hugging Face datasets, Python lists, ``synth:`` specs.
+"""Records -> Samples: JSONL files, Hugging Face datasets, Python lists, ``synth:`` specs.
 
-Row fields (JSONL or dataset columns): ``question`` (or ``messages`` / ``prompt`` / ``problem``), ``images``
-(a path or list of paths, relative to the JSONL file; or an ``image`` column with a datasets ``Image``
-feature), ``answer``, ``response``, ``domain``, ``difficulty``, ``modality``, ``pair_id``, ``id``; any other
-field is kept in ``meta``. A bad row (unparseable JSON, no question, a missing image file) is an error
+JSONL row fields: ``question`` (or ``messages`` / ``prompt`` / ``problem`` / ``query``), ``images`` (a path
+or list of paths, relative to the JSONL file; or ``image``), ``answer``, ``response``, ``domain``,
+``difficulty``, ``modality``, ``pair_id``, ``id``; any other field is kept in ``meta``. Datasets (local or
+by id, with splits, column maps and adapters) are mapped to the same fields by :mod:`vlrl.data.mapping`. A bad row (unparseable JSON, no question, a missing image file) is an error
 naming the file and line; with ``on_bad_row="skip"`` it is skipped, counted and listed in the
 :class:`LoadReport` instead - never silently dropped.
 """
@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 from urllib.parse import parse_qsl
 
+from vlrl.data.mapping import dataset_rows
+from vlrl.data.sources import parse_source
 from vlrl.types import Sample
 
 QUESTION_KEYS = ("question", "prompt", "problem", "query")
@@ -115,25 +117,6 @@ def _rows_jsonl(path: Path) -> Iterable[tuple[str, Any, str]]:
                 yield where, BadRowError(f"{where}: not valid JSON ({e.msg} at column {e.colno})"), ""
 
 
-def _rows_dataset(path: Path) -> Iterable[tuple[str, Any, str]]:
-    import datasets
-
-    if (path / "dataset_info.json").exists() or (path / "state.json").exists():
-        ds = datasets.load_from_disk(str(path))
-    else:
-        files = {ext: sorted(str(p) for p in path.rglob(f"*.{ext}")) for ext in ("parquet", "json", "jsonl")}
-        if files["parquet"]:
-            ds = datasets.load_dataset("parquet", data_files=files["parquet"], split="train")
-        elif files["json"] or files["jsonl"]:
-            ds = datasets.load_dataset("json", data_files=files["json"] + files["jsonl"], split="train")
-        else:
-            ds = datasets.load_dataset("imagefolder", data_dir=str(path), split="train")
-    if isinstance(ds, datasets.DatasetDict):
-        ds = ds[next(iter(ds))]
-    for i, row in enumerate(ds):
-        yield f"{path}[row {i}]", row, f"{path.name}-{i}"
-
-
 def parse_synth_spec(spec: str) -> tuple[str, dict]:
     """'synth:shapes?n=100&seed=1&levels=1-3&style=long&slip=0.2' -> ('shapes', {...})."""
     task, _, query = spec.removeprefix("synth:").partition("?")
@@ -146,12 +129,14 @@ def parse_synth_spec(spec: str) -> tuple[str, dict]:
     return task, kw
 
 
-def load_samples(source: str | Path | Sequence[dict], on_bad_row: str = "skip",
+def load_samples(source: str | Path | dict | Sequence[dict], on_bad_row: str = "skip",
                  report: LoadReport | None = None) -> list[Sample]:
-    """Load Samples from a JSONL file, a local datasets directory, a ``synth:`` spec, or a list of dicts.
+    """Load Samples from a JSONL file, a ``synth:`` spec, a list of dicts, or a dataset source (a local
+    dataset directory, an ``hf:`` string or a mapping: :mod:`vlrl.data.sources`).
 
     Raises:
         BadRowError: on the first bad row when ``on_bad_row == "error"``.
+        SourceError: a dataset source that cannot be opened as asked (a missing split or column, ...).
         FileNotFoundError: the source does not exist.
     """
     if on_bad_row not in ("skip", "error"):
@@ -164,11 +149,14 @@ def load_samples(source: str | Path | Sequence[dict], on_bad_row: str = "skip",
         samples = generate(task, kw.pop("n", 100), **kw)
         report.loaded += len(samples)
         return samples
-    if isinstance(source, (str, Path)):
+    spec = parse_source(source)
+    if spec is not None:
+        rows, base = dataset_rows(spec), None
+    elif isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
             raise FileNotFoundError(f"data source '{path}' does not exist")
-        rows, base = (_rows_dataset(path), path) if path.is_dir() else (_rows_jsonl(path), path.parent)
+        rows, base = _rows_jsonl(path), path.parent
     else:
         rows, base = ((f"row {i}", r, f"row-{i}") for i, r in enumerate(source)), None
     samples = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import Any, List
 
 from vlrl.data import load_data
 from vlrl.eval.metrics import full_report
@@ -13,7 +13,7 @@ from vlrl.models.generation import SamplingParams
 from vlrl.rewards.config import RewardConfig, verifier_config
 
 
-def evaluate_held_out(model, processor, sources: List[str], max_new_tokens: int, out: Path, title: str,
+def evaluate_held_out(model, processor, sources: List[Any], max_new_tokens: int, out: Path, title: str,
                       reward: RewardConfig | None = None, n: int = 1, temperature: float = 0.0) -> dict:
     """Pass@1 on held-out ``sources`` through the evaluation harness, scored by ``reward`` (the stage's
     own reward; default: the math verifier), greedy by default, else the mean over ``n`` samples at

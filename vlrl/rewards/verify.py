@@ -8,12 +8,17 @@ In order, cheapest first:
    works in any thread (see ``timeout.py``).
 A timeout or crash of the symbolic check is not a wrong answer: it is counted in ``stats`` and returned
 as ``RewardResult.error`` for the caller to report.
+
+A sample's ``meta`` can widen what counts (dataset adapters set these): ``choices`` (a multiple-choice
+question: its option letter or the option's text are both right), ``answers`` (several right answers,
+any one counts), ``rel_tol`` / ``abs_tol`` (this sample's numeric tolerance).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import string
 from collections import Counter
 from typing import Any
 
@@ -25,6 +30,9 @@ _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
 _FRAC = re.compile(rf"^({_NUM})\s*/\s*({_NUM})$")
 _TEX_FRAC = re.compile(rf"^([-+]?)\\[dt]?frac\{{({_NUM})\}}\{{({_NUM})\}}$")
 _UNIT = re.compile(rf"^({_NUM})\s*(?:[a-zA-Z°]+\.?|\\?%)$")
+# an option letter, alone or leading the option's text: "B", "(B)", "B.", "(b) 145", "B: 145"
+_OPTION_LETTER = re.compile(r"(?:\(([A-Za-z])\)|([A-Z])[.:]?)(?:\s+.*)?", re.S)
+LETTERS = string.ascii_uppercase
 
 
 def normalize(text: str) -> str:
@@ -49,6 +57,25 @@ def to_number(text: str) -> float | None:
     if m := _UNIT.match(t):
         return float(m[1])
     return None
+
+
+def same_value(a: str, b: str, rel_tol: float = 1e-4, abs_tol: float = 1e-8) -> bool:
+    """The cheap checks: normalised string equality, else numeric equality within tolerance."""
+    if normalize(a) == normalize(b):
+        return True
+    x, y = to_number(a), to_number(b)
+    return x is not None and y is not None and math.isclose(x, y, rel_tol=rel_tol, abs_tol=abs_tol)
+
+
+def option_index(text: str, choices: list[str]) -> int | None:
+    """Which option ``text`` names: an option's text (:func:`same_value`), else its letter ("B", "(b)",
+    "B. 145"); None if neither. ``option_index("(B) 7", ["5", "7"]) == 1``, ``option_index("7", ...) == 1``."""
+    for i, c in enumerate(choices):
+        if same_value(text, c):
+            return i
+    m = _OPTION_LETTER.fullmatch(text.strip())
+    i = LETTERS.find((m[1] or m[2]).upper()) if m else -1
+    return i if 0 <= i < len(choices) else None
 
 
 def _symbolic_equal(pred: str, ref: str) -> bool:
@@ -78,16 +105,32 @@ class AnswerVerifier:
         self._runner = ProcessTimeout(timeout_s)
         self.stats: Counter = Counter()
 
-    def equivalent(self, pred: str, ref: str) -> bool:
+    def equivalent(self, pred: str, ref: str, rel_tol: float | None = None, abs_tol: float | None = None) -> bool:
         """Raises CallTimeout or another exception when the symbolic check fails to decide."""
-        if normalize(pred) == normalize(ref):
+        rel = self.rel_tol if rel_tol is None else rel_tol
+        tol = self.abs_tol if abs_tol is None else abs_tol
+        if same_value(pred, ref, rel, tol):
             return True
-        a, b = to_number(pred), to_number(ref)
-        if a is not None and b is not None:
-            return math.isclose(a, b, rel_tol=self.rel_tol, abs_tol=self.abs_tol)
+        if to_number(pred) is not None and to_number(ref) is not None:
+            return False
         if not self.symbolic:
             return False
         return bool(self._runner.run(_symbolic_equal, pred, ref))
+
+    def matches(self, pred: str, sample: Any) -> bool:
+        """``pred`` against the sample's answer, widened by its ``meta`` (choices, answers, tolerances).
+        A multiple-choice answer is right if it names the reference option by letter or by text."""
+        meta = sample.meta or {}
+        refs = list(meta.get("answers") or [sample.answer])
+        choices = meta.get("choices")
+        if choices:
+            want = option_index(sample.answer, choices)
+            got = option_index(pred, choices)
+            if want is not None and got is not None:
+                return got == want
+            if want is not None:  # neither a letter nor an option: compare with the option's text
+                refs = [choices[want]]
+        return any(self.equivalent(pred, r, meta.get("rel_tol"), meta.get("abs_tol")) for r in refs)
 
     def __call__(self, response: str, sample: Any) -> RewardResult:
         self.stats["calls"] += 1
@@ -99,7 +142,7 @@ class AnswerVerifier:
             self.stats["no_answer"] += 1
             return RewardResult(0.0, None)
         try:
-            ok = self.equivalent(pred, sample.answer)
+            ok = self.matches(pred, sample)
         except CallTimeout as e:
             self.stats["timeouts"] += 1
             return RewardResult(0.0, pred, error=f"sample '{sample.id}': verifying {pred[:80]!r} timed out ({e})")

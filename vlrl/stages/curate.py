@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List
 
 from vlrl.config import save_config
 from vlrl.curation import (DEFAULT_DISCIPLINES, DEFAULT_DOMAINS, ProbeCache, ProbeConfig, RuleFilterConfig,
@@ -72,7 +72,7 @@ class SelectionConfig:
 
 @dataclass
 class CurateConfig:
-    sources: List[str] = field(default_factory=list)
+    sources: List[Any] = field(default_factory=list)
     model: str = ""  # model for the probes and the model tagger (e.g. the warm-up SFT model); "" = rules only
     reward: RewardConfig = field(default_factory=verifier_config)
     tagger: TaggerConfig = field(default_factory=TaggerConfig)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from vlrl.config import save_config
 from vlrl.data import load_data, load_samples
@@ -24,8 +24,8 @@ from vlrl.rewards.config import RewardConfig
 @dataclass
 class EvalConfig:
     model: str = ""  # a saved model directory
-    sources: List[str] = field(default_factory=list)
-    exclude_ids_from: List[str] = field(default_factory=list)  # training sources: overlap by id is an error
+    sources: List[Any] = field(default_factory=list)
+    exclude_ids_from: List[Any] = field(default_factory=list)  # training sources: overlap by id is an error
     n: int = 1  # responses per prompt
     temperature: float = 0.0
     top_p: float = 1.0
@@ -39,7 +39,7 @@ class EvalConfig:
     title: str = "Evaluation"
 
 
-def check_held_out(samples: list, exclude_sources: List[str]) -> None:
+def check_held_out(samples: list, exclude_sources: List[Any]) -> None:
     if not exclude_sources:
         return
     train_ids = {s.id for src in exclude_sources for s in load_samples(src)}

@@ -23,7 +23,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import torch
 
@@ -93,8 +93,8 @@ class Long2ShortConfig:
     long_model: str = "runs/tiny/rl"
     short_model: Optional[str] = None  # needed by merge
     methods: List[str] = field(default_factory=lambda: list(METHODS))
-    sources: List[str] = field(default_factory=list)  # prompts with reference answers to sample on
-    eval_sources: List[str] = field(default_factory=list)
+    sources: List[Any] = field(default_factory=list)  # prompts with reference answers to sample on
+    eval_sources: List[Any] = field(default_factory=list)
     eval_max_new_tokens: int = 256
     reward: RewardConfig = field(default_factory=verifier_config)  # scores samples and the evaluations
     sample: SampleConfig = field(default_factory=SampleConfig)
@@ -229,7 +229,7 @@ def run_rl(cfg: Long2ShortConfig, models: dict[str, str], out: Path) -> None:
         (out / "start.txt").write_text(f"{start}\n{models[start]}\n")
 
 
-def stage_eval(model_dir: str | Path, sources: List[str], max_new_tokens: int) -> Optional[Path]:
+def stage_eval(model_dir: str | Path, sources: List[Any], max_new_tokens: int) -> Optional[Path]:
     """The held-out evaluation the stage that saved ``model_dir`` made of that final model, if it used
     these ``sources`` and ``max_new_tokens`` (greedy decoding makes it the evaluation long2short would
     make): ``eval/`` of a warm-up, ``eval/iter-<last>/`` of an RL run. None when there is none."""

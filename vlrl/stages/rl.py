@@ -82,8 +82,8 @@ class SamplingConfig:
 @dataclass
 class RLConfig:
     init_from: str = "runs/tiny/warmup"
-    sources: List[str] = field(default_factory=list)  # RL prompts (with reference answers)
-    eval_sources: List[str] = field(default_factory=list)
+    sources: List[Any] = field(default_factory=list)  # RL prompts (with reference answers)
+    eval_sources: List[Any] = field(default_factory=list)
     eval_every: int = 10
     eval_at_start: bool = False  # also evaluate the starting model (logged as iteration 0, drawn in the curves)
     eval_max_new_tokens: int = 256

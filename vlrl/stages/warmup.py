@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List
+from typing import Any, List
 
 from vlrl.config import save_config
 from vlrl.data import load_data
@@ -27,7 +27,7 @@ from vlrl.training import SFTDataset, seed_everything
 
 @dataclass
 class WarmupConfig(SFTConfig):
-    eval_sources: List[str] = field(default_factory=list)  # held-out samples evaluated at the end
+    eval_sources: List[Any] = field(default_factory=list)  # held-out samples evaluated at the end
     eval_max_new_tokens: int = 256
     reward: RewardConfig = field(default_factory=verifier_config)  # scores the held-out evaluation
     output_dir: str = "runs/tiny/warmup"

@@ -33,7 +33,7 @@ from vlrl.models import build_vlm, load_pretrained
 from vlrl.rewards import REWARDS
 from vlrl.rewards.combine import score_trajectories
 from vlrl.rollout import ReplayBuffer, RolloutConfig, rollout
-from vlrl.rollout.scoring import scoring_batch
+from vlrl.rollout.scoring import sampled_logprobs, scoring_batch
 from vlrl.stages import ModelFile
 from vlrl.training import build_optimizer
 from vlrl.config import OptimConfig  # noqa: E402
@@ -71,7 +71,8 @@ class GenerateTimer:
 GEN_TIMER: GenerateTimer | None = None
 
 
-def rl_step(model, proc, prompts, cfg: RolloutConfig, reward_fn, gen, timer: ForwardTimer) -> dict:
+def rl_step(model, proc, prompts, cfg: RolloutConfig, reward_fn, gen, timer: ForwardTimer,
+            reference: str = "sampler") -> dict:
     t0, f0, g0 = time.perf_counter(), timer.total, GEN_TIMER.total
     trajs = rollout(model, proc, prompts, ReplayBuffer(), 0, cfg, gen)
     t1, forward, generate = time.perf_counter(), timer.total - f0, GEN_TIMER.total - g0
@@ -80,13 +81,10 @@ def rl_step(model, proc, prompts, cfg: RolloutConfig, reward_fn, gen, timer: For
     batch = scoring_batch(proc, trajs, 0, False)
     t2 = time.perf_counter()
     model.train()
-    with torch.no_grad():
-        ref, _ = model.response_logprobs(batch)
     opt = build_optimizer(list(model.parameters()), OptimConfig(lr=1e-5))
-    logp, _ = model.response_logprobs(batch)
-    out = LOSSES.get("kimi")(logp, ref, batch.response_mask[:, 1:], scored.rewards, scored.group, tau=0.1)
-    out.loss.backward()
-    opt.step()
+    policy_update(model, batch, scored.rewards, scored.group, LOSSES.get("kimi"), {"tau": 0.1}, opt,
+                  UpdateConfig(passes=1, minibatch_size=len(trajs), micro_batch_size=len(trajs), reference=reference),
+                  sampled=sampled_logprobs(trajs, batch, 0))
     t3 = time.perf_counter()
     return {"rollout": t1 - t0, "reward": t2 - t1, "train": t3 - t2, "total": t3 - t0, "forward": forward,
             "generate": generate,
@@ -164,6 +162,8 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--reference", default="sampler", choices=["sampler", "recompute"],
+                    help="log pi_theta_i from the sampler (default) or a scoring pass over every response")
     ap.add_argument("--repeat-max-period", type=int, default=RolloutConfig.repeat_max_period,
                     help="repeat detection as in RL (0 disables it; default: the RL default)")
     ap.add_argument("--repeat-times", type=int, default=RolloutConfig.repeat_times)
@@ -185,14 +185,15 @@ def main() -> None:
     reward_fn = REWARDS.build("math", symbolic=False)
     prompts = synth("shapes", a.prompts * (a.steps + 1), seed=3)
     gen = torch.Generator().manual_seed(0)
-    rl_step(model, proc, prompts[: a.prompts], cfg, reward_fn, gen, timer)  # warm-up
-    steps = [rl_step(model, proc, prompts[s * a.prompts : (s + 1) * a.prompts], cfg, reward_fn, gen, timer)
-             for s in range(1, a.steps + 1)]
+    rl_step(model, proc, prompts[: a.prompts], cfg, reward_fn, gen, timer, a.reference)  # warm-up
+    steps = [rl_step(model, proc, prompts[s * a.prompts : (s + 1) * a.prompts], cfg, reward_fn, gen, timer,
+                     a.reference) for s in range(1, a.steps + 1)]
     med = statistics.median(r["total"] for r in steps)
     roll = sum(r["rollout"] for r in steps)
     print(json.dumps({
         "benchmark": "rl_step", "parameters": model.num_parameters(), "k": a.k, "prompts_per_step": a.prompts,
-        "max_response_tokens": a.max_tokens, "threads": a.threads, "repeat_max_period": a.repeat_max_period,
+        "max_response_tokens": a.max_tokens, "threads": a.threads, "reference": a.reference,
+        "repeat_max_period": a.repeat_max_period,
         "median_step_seconds": round(med, 4),
         "completions_per_s": round(sum(r["completions"] for r in steps) / sum(r["total"] for r in steps), 2),
         "generated_tokens_per_s": round(sum(r["tokens"] for r in steps) / sum(r["total"] for r in steps), 1),

@@ -87,9 +87,29 @@ def test_never_drawn_script_scores_the_prompts_the_run_did_not_draw(sft_tiny, tm
 
 @pytest.mark.slow
 def test_first_step_of_an_iteration_has_zero_log_ratio(sft_tiny, tmp_path):
-    """One gradient step per iteration: the loss sees pi_theta == pi_theta_i, so the log-ratio is exactly 0."""
-    out = main(rl_cfg(sft_tiny, tmp_path, "iterations=2", "steps_per_iteration=1", "minibatch_size=1000", "loss.name=kimi"))
+    """One gradient step per iteration: the loss sees pi_theta == pi_theta_i, so the log-ratio is exactly 0
+    against a recomputed reference, and 0 to float error against the sampler's log-probs (the default)."""
+    one_step = ("iterations=2", "steps_per_iteration=1", "minibatch_size=1000", "loss.name=kimi")
+    out = main(rl_cfg(sft_tiny, tmp_path / "recompute", *one_step, "reference=recompute"))
     assert all(r["log_ratio_abs_max"] == 0.0 for r in rows(out))
+    out = main(rl_cfg(sft_tiny, tmp_path / "sampler", *one_step))
+    assert all(r["log_ratio_abs_max"] < 1e-4 and r["reference_rows_scored"] == 0 for r in rows(out))
+
+
+def test_the_sampler_reference_agrees_with_a_recomputed_one(sft_tiny, tmp_path):
+    """Partial rollouts (budget 5 of 12 tokens) with older segments in the loss: "recompute" scores every
+    row and finds the sampler's log-probs within 1e-4 of its own; "sampler" rescores only the rows that
+    hold a segment an older policy wrote, and none when those segments are masked out of the loss."""
+    partial = ("iterations=3", "rollout.budget=5", "rollout.k=2")
+    r = rows(main(rl_cfg(sft_tiny, tmp_path / "recompute", *partial, "mask_old_segments=false",
+                         "reference=recompute")))
+    assert all(x["sampling_logprob_diff_max"] < 1e-4 and x["reference_rows_scored"] > 0 for x in r)
+    r = rows(main(rl_cfg(sft_tiny, tmp_path / "sampler", *partial, "mask_old_segments=false")))
+    assert r[0]["reference_rows_scored"] == 0 and any(x["reference_rows_scored"] > 0 for x in r[1:])
+    r = rows(main(rl_cfg(sft_tiny, tmp_path / "masked", *partial)))
+    assert all(x["reference_rows_scored"] == 0 for x in r)
+    with pytest.raises(ValueError, match="reference must be 'sampler' or 'recompute'"):
+        main(rl_cfg(sft_tiny, tmp_path / "bad", "reference=cached"))
 
 
 def test_eval_at_start_logs_the_starting_model_as_iteration_0(sft_tiny, tmp_path):

@@ -269,3 +269,35 @@ def test_optimizer_schedule_warms_up_each_new_optimizer_and_decays_over_the_run(
     opt.load_state_dict(opt.state_dict())
     assert OptimizerSchedule(opt, cfg, total=10, done=5, local=5).factor() == pytest.approx(0.5)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.5)
+
+
+def test_reference_logprobs_reuse_the_sampler_and_rescore_only_rows_it_did_not_write():
+    """Row 0's loss tokens (positions 1, 2) were all sampled this iteration: its reference is the sampler's.
+    Row 1's loss token at position 1 came from an older policy (NaN): row 1 is scored again, whole.
+    "recompute" scores both rows."""
+    from processors.collate import Batch
+    from vlrl.algos.update import reference_logprobs
+
+    class Scorer:  # log-prob 10 * row id + position, so a rescored row is recognisable
+        calls = []
+
+        def response_logprobs(self, b, temperature=1.0):
+            self.calls.append(b.input_ids[:, 0].tolist())
+            rows = b.input_ids[:, :1].float() * 10
+            return rows + torch.arange(b.input_ids.shape[1] - 1).float(), None
+
+    nan = float("nan")
+    ids = torch.tensor([[0, 5, 6, 7], [1, 5, 6, 7]])  # the first token is the row id
+    batch = Batch(ids, torch.ones_like(ids), None, [0, 0],
+                  response_mask=torch.tensor([[False, False, True, True], [False, True, True, False]]),
+                  sample_ids=["a", "b"], prompt_lens=[2, 1])
+    sampled = torch.tensor([[nan, -0.1, -0.2], [nan, -0.3, nan]])
+    m = Scorer()
+    ref, scored = reference_logprobs(m, batch, sampled, micro=4, mode="sampler")
+    assert scored == 1 and m.calls == [[1]]
+    assert torch.allclose(ref[0], torch.tensor([0.0, -0.1, -0.2]))  # the sampler's (0 where no loss token)
+    assert torch.allclose(ref[1], torch.tensor([10.0, 11.0, 12.0]))  # rescored
+    ref, scored = reference_logprobs(m, batch, sampled, micro=4, mode="recompute")
+    assert scored == 2 and torch.allclose(ref, torch.tensor([[0.0, 1.0, 2.0], [10.0, 11.0, 12.0]]))
+    sampled[1, 0] = -0.5  # row 1's loss tokens now all sampled: nothing is scored
+    assert reference_logprobs(m, batch, sampled, micro=4)[1] == 0

@@ -1,5 +1,10 @@
 """One RL iteration's policy update: reference log-probs, then minibatch optimizer steps.
 
+The reference pi_theta_i is the policy that sampled this iteration's tokens, so their log-probs are the
+sampler's (``reference: sampler``, the default): only rows holding loss tokens that older policies wrote
+(partial rollouts without ``mask_old_segments``) are scored again. ``reference: recompute`` scores every
+row, for exactness checks (``sampling_logprob_diff_max`` then measures sampler against scorer).
+
 Responses are split into ``ceil(global responses / minibatch_size)`` minibatches per pass; each process
 splits its own rows into that many parts of whole prompt groups (a part may be empty) and runs them in
 micro-batches of whole groups, so every loss call sees complete groups (exact group baselines, also
@@ -64,6 +69,26 @@ def batch_logprobs(model, batch, micro: int, temperature: float = 1.0) -> torch.
     return ref
 
 
+def reference_logprobs(model, batch, sampled: torch.Tensor | None, micro: int, temperature: float = 1.0,
+                       mode: str = "sampler") -> tuple[torch.Tensor, int]:
+    """(B, T-1) log pi_theta_i at every loss token, and how many rows were scored for it.
+
+    ``mode`` "sampler": the sampler's log-probs (``sampled``, NaN where it did not write the token this
+    iteration) wherever it wrote a token; rows with a loss token it did not write are scored whole under
+    the current weights. "recompute" (or ``sampled`` None): every row scored. The two agree to float
+    error: the sampler ran the same weights at the same temperature (``sampling_mismatch``)."""
+    if mode == "recompute" or sampled is None:
+        return batch_logprobs(model, batch, micro, temperature), len(batch)
+    sampled = sampled.to(batch.input_ids.device)
+    missing = torch.isnan(sampled)
+    ref = torch.where(missing, torch.zeros_like(sampled), sampled)
+    need = (missing & batch.response_mask[:, 1:]).any(-1).nonzero().flatten().tolist()
+    if need:
+        part = batch_logprobs(model, batch.rows(need), micro, temperature)
+        ref[need, : part.shape[1]] = part
+    return ref, len(need)
+
+
 def sampling_mismatch(ref: torch.Tensor | None, sampled: torch.Tensor | None) -> dict[str, float]:
     """|log pi_theta_i - log pi_sampler| over the tokens the sampler wrote this iteration (``sampled`` (B, T-1),
     NaN elsewhere), mean and max over every process: 0 up to float error when rollouts and the loss see
@@ -91,6 +116,8 @@ class UpdateConfig:
         target_kl: stop the iteration's remaining optimizer steps once the mean per-token
             log pi_theta_i - log pi_theta on the minibatch just scored exceeds this (0 = never): a trust
             region on how far one rollout batch may move the policy, whatever the learning rate.
+        reference: where log pi_theta_i comes from: "sampler" (its recorded log-probs; older segments
+            rescored) or "recompute" (a scoring pass over every row; see :func:`reference_logprobs`).
     """
 
     passes: int = 2
@@ -99,6 +126,11 @@ class UpdateConfig:
     grad_clip: float = 1.0
     temperature: float = 1.0
     target_kl: float = 0.0
+    reference: str = "sampler"
+
+    def __post_init__(self) -> None:
+        if self.reference not in ("sampler", "recompute"):
+            raise ValueError(f"reference must be 'sampler' or 'recompute', got '{self.reference}'")
 
 
 def policy_update(model, batch, rewards: torch.Tensor | None, group: torch.Tensor | None, loss_fn: Callable,
@@ -115,8 +147,9 @@ def policy_update(model, batch, rewards: torch.Tensor | None, group: torch.Tenso
     B = len(batch) if batch is not None else 0  # an empty process still joins every collective below
     n_mb = max(1, math.ceil(all_sum([float(B)])[0] / cfg.minibatch_size))
     micro = max(1, min(cfg.micro_batch_size, cfg.minibatch_size))
-    ref = batch_logprobs(model, batch, micro, cfg.temperature) if B else None
-    stats: dict = sampling_mismatch(ref, sampled)
+    ref, rescored = reference_logprobs(model, batch, sampled, micro, cfg.temperature, cfg.reference) if B else (None, 0)
+    stats: dict = sampling_mismatch(ref, sampled)  # under "sampler": 0 except on the rows scored again
+    stats["reference_rows_scored"] = all_sum([float(rescored)])[0]
     parts = group_parts(group.tolist() if B else [], n_mb)
     lengths = batch.attention_mask.sum(-1).tolist() if B else []  # groups of similar length share micro-batches
     totals = all_sum([float(sum(len(g) for g in part)) for part in parts])  # rows per global minibatch

@@ -108,6 +108,10 @@ class RLConfig:
     # the minibatch just scored passes this (0 = off); Adam's per-weight steps move the policy much further
     # in KL along the RL gradient than along an SFT one, so the safe step size is set in KL, not in lr
     target_kl: float = 0.0
+    # log pi_theta_i for the loss: "sampler" reuses the log-probs the rollout recorded under the same weights
+    # (a scoring pass saved; older partial-rollout segments in the loss are rescored); "recompute" scores
+    # every response again (exactness checks: sampling_logprob_diff_max then compares the two)
+    reference: str = "sampler"
     minibatch_size: int = 64  # responses per optimizer step
     micro_batch_size: int = 16  # responses per forward/backward (memory); gradients accumulate to the minibatch
     reset_optimizer: bool = True
@@ -130,6 +134,8 @@ def check_sizes(cfg: RLConfig) -> None:
             raise ValueError(f"rl: {key} must be at least 1, got {getattr(cfg, key)}")
     if cfg.rollout.k < 1:
         raise ValueError(f"rl: rollout.k must be at least 1, got {cfg.rollout.k}")
+    if cfg.reference not in ("sampler", "recompute"):
+        raise ValueError(f"rl: reference must be 'sampler' or 'recompute', got '{cfg.reference}'")
     if cfg.rollout.k == 1 and cfg.loss.name in GROUP_BASELINE_LOSSES:
         raise ValueError(f"rl: rollout.k=1 with loss '{cfg.loss.name}': each prompt's one response is its own "
                          f"baseline, so every advantage is 0 and nothing trains; use rollout.k >= 2 (k1.5: 8)")
@@ -139,7 +145,7 @@ def update_config(cfg: RLConfig) -> UpdateConfig:
     """The update's settings, gathered from the stage config."""
     return UpdateConfig(passes=cfg.steps_per_iteration, minibatch_size=cfg.minibatch_size,
                         micro_batch_size=cfg.micro_batch_size, grad_clip=cfg.optim.grad_clip,
-                        temperature=cfg.rollout.temperature, target_kl=cfg.target_kl)
+                        temperature=cfg.rollout.temperature, target_kl=cfg.target_kl, reference=cfg.reference)
 
 
 def train_on(model, batch, scored, cfg: RLConfig, opt, sampled=None, scheduler=None, where: str = "rl") -> dict:

@@ -65,3 +65,20 @@ def test_rs_arm_draws_as_many_prompts_as_the_overridden_rl_arm():
     sources = next(c for c in cmd if c.startswith("sources="))
     per_source = 20 * int(bench.rl_setting("prompts_per_iteration")) // len(bench.rl_cfg["sources"])
     assert sources.count(f"n={per_source}&") == len(bench.rl_cfg["sources"])
+
+
+def test_speed_comparison_drops_the_warm_up_step_and_takes_medians():
+    b = _script("bench_vs_trl")
+    # steps 2..4 timed (the first is warm-up): step medians 0.5, generation 0.3 -> 8 / 0.5 = 16 completions/s
+    steps = [{"step": 9.0, "generate": 9.0}, {"step": 0.4, "generate": 0.2}, {"step": 0.5, "generate": 0.3},
+             {"step": 0.6, "generate": 0.4}]
+    s = b.summary(steps, completions=8, tokens=256)
+    assert s["first_step_s"] == 9.0 and s["step_s"] == 0.5 and s["completions_per_s"] == 16.0 and s["generated_tokens_per_s"] == 512.0
+    assert s["split_s"] == {"generate_and_reward": 0.3, "update": 0.2}
+    run = lambda c, rss: {"first_step_s": 1.0, "step_s": 8 / c, "completions_per_s": c, "generated_tokens_per_s": 32 * c,
+                          "peak_rss_mb": rss, "split_s": {"generate_and_reward": 0.1, "update": 0.1}}
+    out = b.compare({"vlrl": [run(30, 900), run(40, 1000), run(35, 950)], "trl": [run(20, 1000), run(10, 1200)]})
+    # medians: vlrl 35 completions/s and 950 MB, trl 15 and 1100 -> ratio 35 / 15 = 2.33, rss 950 / 1100 = 0.86
+    assert out["vlrl"]["completions_per_s"] == 35 and out["trl"]["completions_per_s"] == 15
+    assert out["ratio"] == 2.33 and out["rss_ratio"] == 0.86
+    assert out["vlrl"]["completions_per_s_runs"] == [30, 40, 35]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -33,6 +34,10 @@ class SamplingParams:
     stop_token_ids: list[int] = field(default_factory=list)
     repeat_max_period: int = 0  # > 0: stop a row whose last tokens repeat a block of <= this many tokens
     repeat_times: int = 4  # ... this many times in a row (finish reason "repeat")
+    # run the LLM's prefill and decode steps through torch.compile (inductor): compiled once per model and
+    # process (about a minute on a 2-core CPU), then far fewer per-op dispatches per decode step, which is
+    # what a small model's decode time is made of (docs/results.md has the measured speed-ups)
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -122,15 +127,33 @@ def cache_kwarg(llm_class: type) -> str:
     return "cache" if "cache" in inspect.signature(llm_class.forward).parameters else "past_key_values"
 
 
-def _prefill(model: VisionLanguageModel, batch: Batch, counts: list[int]):
+_COMPILED: "weakref.WeakKeyDictionary[torch.nn.Module, Callable]" = weakref.WeakKeyDictionary()
+COMPILE_BACKEND = "inductor"
+
+
+def llm_forward(llm: torch.nn.Module, compile: bool) -> Callable:
+    """The callable generation runs the LLM through: the module itself, or its ``torch.compile``d forward
+    (dynamic shapes: batch, prompt and cache lengths vary without recompiling; kept per module, outside
+    its attributes so that nothing compiled reaches a ``state_dict``). Parameters are graph inputs, so an
+    optimizer step between two calls is seen by the next one."""
+    if not compile:
+        return llm
+    if llm not in _COMPILED:
+        _COMPILED[llm] = torch.compile(llm.forward, dynamic=True, backend=COMPILE_BACKEND)
+    return _COMPILED[llm]
+
+
+def _prefill(model: VisionLanguageModel, batch: Batch, counts: list[int], llm: Callable):
     """Encode images and prefill the prompts once; repeat prompt i's cache row ``counts[i]`` times.
     Returns (cache, last logits (R, V), attention mask (R, T), next positions (R,), prompt index (R,)),
     R = sum(counts)."""
     mask = batch.attention_mask
     pos = position_ids_from_mask(mask)
     embeds = model.embed(batch.input_ids, batch.pixel_values, batch.image_counts, batch.sample_ids)
-    out = model.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
-    cache, logits, next_pos = out.past_key_values, out.logits[:, -1], pos[:, -1] + 1
+    out = llm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+    # transformers 5 names the returned cache ``cache`` (``past_key_values`` warns, and goes in 5.40)
+    cache = out.cache if cache_kwarg(type(model.llm)) == "cache" else out.past_key_values
+    logits, next_pos = out.logits[:, -1], pos[:, -1] + 1
     index = torch.repeat_interleave(torch.arange(len(counts), device=mask.device),
                                     torch.tensor(counts, device=mask.device))
     if any(c != 1 for c in counts):
@@ -162,12 +185,12 @@ def generate(
     """
     was_training = model.training
     model.eval()
-    llm = model.llm
-    cache_key = cache_kwarg(type(llm))
+    llm = llm_forward(model.llm, params.compile)
+    cache_key = cache_kwarg(type(model.llm))
     stop = torch.tensor(params.stop_token_ids or [eos_token_id], device=batch.input_ids.device)
     B = batch.input_ids.shape[0]
     counts = samples_per_prompt or [params.num_samples] * B
-    cache, logits, mask, next_pos, index = _prefill(model, batch, counts)
+    cache, logits, mask, next_pos, index = _prefill(model, batch, counts, llm)
     n_rows = logits.shape[0]
     caps = torch.tensor(max_new_per_prompt or [params.max_new_tokens] * B, device=logits.device)[index]  # (R,)
     max_new = int(caps.max())

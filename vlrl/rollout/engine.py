@@ -31,6 +31,7 @@ class RolloutConfig:
     repeat_max_period: int = 8  # 0 disables repeat detection
     repeat_times: int = 4
     batch_size: int = 32  # prompts (or continued trajectories) per generation call
+    compile: bool = False  # decode through torch.compile: ~1 min once per run, then faster rollouts (results.md)
 
 
 def _generate(model, processor, samples: Sequence[Sample], prefixes: Sequence[list[int]], counts: Sequence[int],
@@ -39,7 +40,8 @@ def _generate(model, processor, samples: Sequence[Sample], prefixes: Sequence[li
     """Rows of new tokens, their sampled log-probs, finish reasons and the prompt each row belongs to;
     prompt i gets ``counts[i]`` samples of at most ``caps[i]`` tokens, all prompts of a batch in one loop."""
     params = SamplingParams(max_new_tokens=max(caps), temperature=cfg.temperature, top_p=cfg.top_p,
-                            repeat_max_period=cfg.repeat_max_period, repeat_times=cfg.repeat_times)
+                            repeat_max_period=cfg.repeat_max_period, repeat_times=cfg.repeat_times,
+                            compile=cfg.compile)
     out = generate_texts(model, processor, samples, params, prefixes=prefixes, counts=counts, caps=caps,
                          batch_size=cfg.batch_size, generator=generator)
     return out.tokens, out.logprobs, out.finish_reasons, out.prompt_index

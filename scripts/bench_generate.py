@@ -3,7 +3,13 @@
     python scripts/bench_generate.py                       # the tiny default, 32 image prompts, 64 new tokens
     python scripts/bench_generate.py --model runs/demo/model --batch 32 --samples 8 --threads 2
 
-Every row generates exactly --max-new-tokens tokens (EOS ignored) so runs are comparable.
+    python scripts/bench_generate.py --model DIR --batch 1 --samples 8 --max-new-tokens 32 --profile
+
+Every row generates exactly --max-new-tokens tokens (EOS ignored) so runs are comparable. ``time_split``
+says where generation time goes: the LLM's forwards (prefill and decode steps), the vision tower and
+projector, and the rest (sampling, cache row selection, bookkeeping in vlrl's loop). ``--profile`` adds
+the operators with the most self CPU time in one more run (torch.profiler); ``--compile`` decodes through
+torch.compile (its one-time cost is in ``compile_seconds``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,29 @@ from vlrl.models import SamplingParams, build_vlm, generate, load_pretrained
 from vlrl.stages import ModelFile
 
 
+class Clock:
+    """Wall time inside the forwards of some (non-nested) modules (pre/post forward hooks). A compiled
+    decode calls the LLM's forward, not the module, so its hooks do not fire: its time counts as rest."""
+
+    def __init__(self, *modules: torch.nn.Module) -> None:
+        self.total, self._t = 0.0, 0.0
+        for m in modules:
+            m.register_forward_pre_hook(lambda *_: setattr(self, "_t", time.perf_counter()))
+            m.register_forward_hook(lambda *_: setattr(self, "total", self.total + time.perf_counter() - self._t))
+
+
+def top_ops(model, batch, params: SamplingParams, eos: int, n: int = 10) -> list[dict]:
+    """The ``n`` operators with the most self CPU time in one generation (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        generate(model, batch, params, eos, torch.Generator().manual_seed(0))
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:n]
+    total = sum(e.self_cpu_time_total for e in prof.key_averages())
+    return [{"op": e.key, "calls": e.count, "self_ms": round(e.self_cpu_time_total / 1000, 2),
+             "share": round(e.self_cpu_time_total / total, 3)} for e in events]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="saved model dir (default: build configs/tiny/model.yaml)")
@@ -33,6 +62,8 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--profile", action="store_true", help="add the top operators by self CPU time (one more run)")
+    ap.add_argument("--compile", action="store_true", help="decode through torch.compile (SamplingParams.compile)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -43,15 +74,23 @@ def main() -> None:
     model.eval()
     batch = collate_generation([proc.encode(s) for s in synth("shapes", a.batch, seed=7)], proc.pad_token_id)
     params = SamplingParams(max_new_tokens=a.max_new_tokens, temperature=a.temperature, num_samples=a.samples,
-                            stop_token_ids=[-1])  # never stops early: fixed work per run
-    generate(model, batch, SamplingParams(max_new_tokens=4), proc.eos_token_id)  # warm-up
+                            stop_token_ids=[-1], compile=a.compile)  # never stops early: fixed work per run
+    # hooks first: a compiled forward is traced with them (added later, they would force a recompile)
+    clocks = {"llm": Clock(model.llm), "vision": Clock(model.encoder, model.projector)}
+    t0 = time.perf_counter()
+    generate(model, batch, params, proc.eos_token_id)  # warm-up (and compilation)
+    compile_seconds = time.perf_counter() - t0
+    for c in clocks.values():
+        c.total = 0.0
     times, tokens = [], 0
     for r in range(a.repeats):
         t0 = time.perf_counter()
         out = generate(model, batch, params, proc.eos_token_id, torch.Generator().manual_seed(r))
         times.append(time.perf_counter() - t0)
         tokens = out.num_tokens
-    med = statistics.median(times)
+    med, total = statistics.median(times), sum(times)
+    split = {k: round(c.total / total, 3) for k, c in clocks.items()}
+    split["rest"] = round(1 - sum(split.values()), 3)
     print(json.dumps({
         "benchmark": "generate",
         "parameters": model.num_parameters(),
@@ -63,6 +102,10 @@ def main() -> None:
         "median_seconds": round(med, 4),
         "generated_tokens_per_s": round(tokens / med, 1),
         "completions_per_s": round(a.batch * a.samples / med, 2),
+        "decode_step_ms": round(1000 * med / a.max_new_tokens, 2),
+        "time_split": split,
+        "compile": a.compile, "compile_seconds": round(compile_seconds, 1) if a.compile else None,
+        "top_ops": top_ops(model, batch, params, proc.eos_token_id) if a.profile else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }, indent=2))
 

@@ -134,11 +134,13 @@ COMPILE_BACKEND = "inductor"
 def llm_forward(llm: torch.nn.Module, compile: bool) -> Callable:
     """The callable generation runs the LLM through: the module itself, or its ``torch.compile``d forward
     (dynamic shapes: batch, prompt and cache lengths vary without recompiling; kept per module, outside
-    its attributes so that nothing compiled reaches a ``state_dict``). Parameters are graph inputs, so an
+    its attributes, so that nothing compiled reaches a ``state_dict``). Parameters are graph inputs, so an
     optimizer step between two calls is seen by the next one."""
     if not compile:
         return llm
     if llm not in _COMPILED:
+        # its forward, not the module: hooks on the LLM module itself are not run (those of its layers are
+        # traced in); hooks with side effects break the graph and cost more than the compile saves
         _COMPILED[llm] = torch.compile(llm.forward, dynamic=True, backend=COMPILE_BACKEND)
     return _COMPILED[llm]
 

@@ -268,7 +268,11 @@ def main() -> None:
                 runs[arm].append(launch(a, arm, size))
                 print(f"[bench] {size} {arm} run {i + 1}: {runs[arm][-1]['completions_per_s']} completions/s",
                       file=sys.stderr, flush=True)
-        result["sizes"][size] = {**update_bound(d, a, result["matmul_gflops"]), **compare(runs)}
+        sized = {**update_bound(d, a, result["matmul_gflops"]), **compare(runs)}
+        for arm in runs:  # the share of the matmul rate the update runs at (1 = the floor)
+            sized[arm]["update_matmul_efficiency"] = round(sized["update_s_at_matmul_rate"]
+                                                           / max(1e-9, sized[arm]["split_s"]["update"]), 2)
+        result["sizes"][size] = sized
     print(json.dumps(result, indent=2))
 
 

@@ -116,6 +116,7 @@ def test_jsonl_and_the_same_rows_as_parquet_load_to_identical_samples(tmp_path):
     a = load_samples(tmp_path / "data.jsonl", on_bad_row="error")
     b = load_samples(f"hf:{tmp_path / 'data.parquet'}", on_bad_row="error")
     assert a == b and a[0].images == [str(tmp_path / "images" / "0.png")] and a[0].meta == {"source_note": "x"}
+    assert load_samples(tmp_path / "data.parquet") == a  # a parquet path is a dataset without the hf: prefix
 
 
 def _cache_as_hub_dataset(src_dir, cache, repo: str) -> None:

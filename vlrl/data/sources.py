@@ -41,6 +41,9 @@ QUESTION_COLUMNS = ("question", "prompt", "problem", "query", "messages")
 _IMAGE_NAME = re.compile(r"^(images?|imgs?|pictures?|photos?|decoded_image|image_?\d+|image_path)$", re.I)
 
 
+DATA_FILES = {".parquet": "parquet", ".csv": "csv"}  # read as datasets; .jsonl/.json only under hf:
+
+
 class SourceError(ValueError):
     """A data source that cannot be opened as asked; the message names the source and what is wrong."""
 
@@ -80,8 +83,8 @@ def parse_source(src: Any) -> SourceSpec | None:
         spec = SourceSpec(**data)
     elif isinstance(src, str) and src.startswith("hf:"):
         spec = _parse_compact(src)
-    elif isinstance(src, (str, Path)) and Path(src).is_dir():
-        spec = SourceSpec(path=str(src))
+    elif isinstance(src, (str, Path)) and (Path(src).is_dir() or Path(src).suffix in DATA_FILES):
+        spec = SourceSpec(path=str(src))  # a dataset folder, or a parquet / CSV file (JSONL stays vlrl's own)
     else:
         return None
     spec.columns = {k: v if isinstance(v, str) else list(v) for k, v in dict(spec.columns).items()}
@@ -126,7 +129,7 @@ class OpenedSplit:
     base_dir: Path | None  # relative image paths resolve against it
 
 
-def _load(spec: SourceSpec):
+def _load(spec: SourceSpec, default_split: str | None = None):
     import datasets
 
     path = Path(spec.path)
@@ -137,13 +140,13 @@ def _load(spec: SourceSpec):
         if sub is not None and not (path / "README.md").exists():  # a subset as a folder, no README configs
             return datasets.load_dataset(str(sub)), path
         if path.is_file():
-            kind = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(path.suffix)
+            kind = {".jsonl": "json", ".json": "json", **DATA_FILES}.get(path.suffix)
             if kind is None:
                 raise SourceError(f"data source '{spec.path}': cannot read a '{path.suffix}' file as a dataset")
             return datasets.load_dataset(kind, data_files=str(path)), path.parent
         return datasets.load_dataset(str(path), name=spec.config), path
     try:  # a dataset id: the hub, or the user's cache when offline
-        return datasets.load_dataset(spec.path, name=spec.config, split=spec.split), None
+        return datasets.load_dataset(spec.path, name=spec.config, split=spec.split or default_split), None
     except (FileNotFoundError, ConnectionError) as e:
         raise SourceError(f"data source '{spec.name}': not a local path, and the dataset id could not be loaded "
                           f"({type(e).__name__}: {e})") from None
@@ -158,7 +161,7 @@ def open_split(spec: SourceSpec, default_split: str | None = None) -> OpenedSpli
     import datasets
 
     try:
-        obj, base = _load(spec)
+        obj, base = _load(spec, default_split)
     except ValueError as e:  # datasets' unknown split / config messages
         if isinstance(e, SourceError):
             raise

@@ -143,3 +143,18 @@ def test_a_dataset_id_loads_from_the_users_offline_cache(tmp_path, monkeypatch):
     assert [s.answer for s in got] == ["40", "Red"] and got[0].id == "ChartQA-test-0"
     with pytest.raises(SourceError, match="'not/cached': not a local path, and the dataset id could not be loaded"):
         load_samples("hf:not/cached?split=test")
+
+
+def test_samples_with_dataset_images_are_written_back_as_a_jsonl_dataset(tmp_path):
+    """long2short and rejection sampling write their samples with ``write_dataset``: a dataset source's
+    images are bytes, which are decoded and saved as PNGs (an image as bytes had no ``save``)."""
+    from processors import load_image
+    from tests.unit.test_dataset_adapters import GEO
+    from vlrl.data.synth import write_dataset
+
+    rows = {"images": [[{"bytes": png("blue"), "path": None}]], "problem": ["<image>a"], "answer": ["1"]}
+    datasets.Dataset.from_dict(rows, features=GEO).save_to_disk(str(tmp_path / "d"))
+    samples = load_samples(f"hf:{tmp_path / 'd'}?adapter=geometry3k", on_bad_row="error")
+    back = load_samples(write_dataset(samples, tmp_path / "out"), on_bad_row="error")
+    assert [s.question for s in back] == ["<image>a"]
+    assert load_image(back[0].images[0]).getpixel((0, 0)) == (0, 0, 255)

@@ -86,7 +86,10 @@ def corpus(n_per_task: int = 300, seed: int = 12345) -> list[str]:
 
 
 def write_dataset(samples: Sequence[Sample], out_dir: str | Path, name: str = "data.jsonl") -> Path:
-    """Write samples as ``out_dir/name`` (JSONL) with images as PNGs under ``out_dir/images/``."""
+    """Write samples as ``out_dir/name`` (JSONL) with images as PNGs under ``out_dir/images/`` (an image
+    that is a file already is referenced where it is)."""
+    from processors.image import load_image
+
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     path = out_dir / name
@@ -99,7 +102,7 @@ def write_dataset(samples: Sequence[Sample], out_dir: str | Path, name: str = "d
                     images.append(str(Path(img).resolve()))
                     continue
                 rel = f"images/{s.id}-{j}.png"
-                img.save(out_dir / rel)
+                load_image(img, sample_id=s.id).save(out_dir / rel)  # PIL, bytes (dataset sources) or {bytes, path}
                 images.append(rel)
             row = {"id": s.id, "question": s.question, "images": images, "answer": s.answer,
                    "response": s.response, "domain": s.domain, "difficulty": s.difficulty,

@@ -35,18 +35,15 @@ def inspect_source(source: Any, rows: int = 3, model: str | None = None) -> dict
     Raises:
         SourceError: the strict cases (missing split or column, uncovered image columns, ...).
     """
-    from vlrl.data.adapters import get_adapter
-    from vlrl.data.mapping import resolve_columns
-    from vlrl.data.sources import open_split, parse_source
+    from vlrl.data.mapping import resolve_source
+    from vlrl.data.sources import parse_source
 
     out: dict[str, Any] = {"source": source}
     spec = parse_source(source)
-    if spec is not None:
-        adapter = get_adapter(spec.adapter) if spec.adapter else None
-        opened = open_split(spec, adapter.split if adapter else None)
-        cmap = resolve_columns(spec, opened.dataset, adapter, f"data source '{spec.name}'")
-        out.update(adapter=spec.adapter, split=opened.split, splits=opened.splits, columns=cmap.fields,
-                   ignored=cmap.ignored, meta_columns=cmap.meta, where=spec.where, limit=spec.limit)
+    if spec is not None:  # the load below opens it again: datasets memory-maps its arrow cache, so cheaply
+        r = resolve_source(spec)
+        out.update(adapter=spec.adapter, split=r.opened.split, splits=r.opened.splits, columns=r.cmap.fields,
+                   ignored=r.cmap.ignored, meta_columns=r.cmap.meta, where=spec.where, limit=spec.limit)
     report = LoadReport()
     samples = load_samples(spec if spec is not None else source, "skip", report)
     if model is not None:

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from vlrl.data.adapters import Adapter, get_adapter
-from vlrl.data.sources import (QUESTION_COLUMNS, SourceError, SourceSpec, filter_rows, image_like_columns,
-                               natural_key, open_split, quiet_datasets, undecoded)
+from vlrl.data.sources import (QUESTION_COLUMNS, OpenedSplit, SourceError, SourceSpec, filter_rows,
+                               image_like_columns, natural_key, open_split, quiet_datasets, undecoded)
 
 LETTERS = string.ascii_uppercase
 # The options of a multiple-choice question, as the model sees them after the question:
@@ -189,15 +189,31 @@ def map_row(row: dict, cmap: ColumnMap, adapter: Adapter | None, base_dir: Path 
     return rec
 
 
+@dataclass
+class ResolvedSource:
+    """A spec's adapter, opened split and column map: what its rows are read through."""
+
+    adapter: Adapter | None
+    opened: OpenedSplit
+    cmap: ColumnMap
+
+
+def resolve_source(spec: SourceSpec) -> ResolvedSource:
+    """Open the spec's split and resolve its columns. Raises SourceError for the strict cases of
+    :mod:`vlrl.data.sources`."""
+    adapter = get_adapter(spec.adapter) if spec.adapter else None
+    opened = open_split(spec, adapter.split if adapter else None)
+    cmap = resolve_columns(spec, opened.dataset, adapter, f"data source '{spec.name}' split '{opened.split}'")
+    return ResolvedSource(adapter, opened, cmap)
+
+
 def dataset_rows(spec: SourceSpec) -> Iterator[tuple[str, Any, str]]:
     """(where, record or error, default id) for each row of the spec's split, after ``where`` and ``limit``.
     Raises SourceError (before the first row) for the strict cases of :mod:`vlrl.data.sources`."""
     from vlrl.data.records import BadRowError
 
-    adapter = get_adapter(spec.adapter) if spec.adapter else None
-    opened = open_split(spec, adapter.split if adapter else None)
-    where = f"data source '{spec.name}' split '{opened.split}'"
-    cmap = resolve_columns(spec, opened.dataset, adapter, where)
+    resolved = resolve_source(spec)
+    adapter, opened, cmap = resolved.adapter, resolved.opened, resolved.cmap
     with quiet_datasets():  # per-call casts and selections: their progress bars are noise
         ds = undecoded(opened.dataset, cmap.fields["images"])
         rows = list(filter_rows(ds, spec.where, spec.name))[: spec.limit]

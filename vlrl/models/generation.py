@@ -145,7 +145,7 @@ def llm_forward(llm: torch.nn.Module, compile: bool) -> Callable:
     return _COMPILED[llm]
 
 
-def _prefill(model: VisionLanguageModel, batch: Batch, counts: list[int], llm: Callable):
+def _prefill(model: VisionLanguageModel, batch: Batch, counts: list[int], llm: Callable, cache_key: str):
     """Encode images and prefill the prompts once; repeat prompt i's cache row ``counts[i]`` times.
     Returns (cache, last logits (R, V), attention mask (R, T), next positions (R,), prompt index (R,)),
     R = sum(counts)."""
@@ -154,7 +154,7 @@ def _prefill(model: VisionLanguageModel, batch: Batch, counts: list[int], llm: C
     embeds = model.embed(batch.input_ids, batch.pixel_values, batch.image_counts, batch.sample_ids)
     out = llm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
     # transformers 5 names the returned cache ``cache`` (``past_key_values`` warns, and goes in 5.40)
-    cache = out.cache if cache_kwarg(type(model.llm)) == "cache" else out.past_key_values
+    cache = out.cache if cache_key == "cache" else out.past_key_values
     logits, next_pos = out.logits[:, -1], pos[:, -1] + 1
     index = torch.repeat_interleave(torch.arange(len(counts), device=mask.device),
                                     torch.tensor(counts, device=mask.device))
@@ -192,7 +192,7 @@ def generate(
     stop = torch.tensor(params.stop_token_ids or [eos_token_id], device=batch.input_ids.device)
     B = batch.input_ids.shape[0]
     counts = samples_per_prompt or [params.num_samples] * B
-    cache, logits, mask, next_pos, index = _prefill(model, batch, counts, llm)
+    cache, logits, mask, next_pos, index = _prefill(model, batch, counts, llm, cache_key)
     n_rows = logits.shape[0]
     caps = torch.tensor(max_new_per_prompt or [params.max_new_tokens] * B, device=logits.device)[index]  # (R,)
     max_new = int(caps.max())

@@ -109,10 +109,11 @@ class AnswerVerifier:
         """Raises CallTimeout or another exception when the symbolic check fails to decide."""
         rel = self.rel_tol if rel_tol is None else rel_tol
         tol = self.abs_tol if abs_tol is None else abs_tol
-        if same_value(pred, ref, rel, tol):
+        if normalize(pred) == normalize(ref):
             return True
-        if to_number(pred) is not None and to_number(ref) is not None:
-            return False
+        a, b = to_number(pred), to_number(ref)
+        if a is not None and b is not None:
+            return math.isclose(a, b, rel_tol=rel, abs_tol=tol)
         if not self.symbolic:
             return False
         return bool(self._runner.run(_symbolic_equal, pred, ref))

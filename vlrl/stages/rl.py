@@ -134,8 +134,7 @@ def check_sizes(cfg: RLConfig) -> None:
             raise ValueError(f"rl: {key} must be at least 1, got {getattr(cfg, key)}")
     if cfg.rollout.k < 1:
         raise ValueError(f"rl: rollout.k must be at least 1, got {cfg.rollout.k}")
-    if cfg.reference not in ("sampler", "recompute"):
-        raise ValueError(f"rl: reference must be 'sampler' or 'recompute', got '{cfg.reference}'")
+    update_config(cfg)  # UpdateConfig checks its own keys (reference) before the first rollout
     if cfg.rollout.k == 1 and cfg.loss.name in GROUP_BASELINE_LOSSES:
         raise ValueError(f"rl: rollout.k=1 with loss '{cfg.loss.name}': each prompt's one response is its own "
                          f"baseline, so every advantage is 0 and nothing trains; use rollout.k >= 2 (k1.5: 8)")

@@ -70,6 +70,16 @@ def all_sum(values: list[float]) -> list[float]:
     return t.tolist()
 
 
+def all_max(value: float) -> float:
+    """The largest ``value`` over processes."""
+    if world()[1] == 1:
+        return value
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t)
+
+
 def sum_gradients(params: Iterable[torch.nn.Parameter]) -> None:
     """Sum every parameter's gradient over processes (one flat all-reduce; a missing gradient counts as
     zeros, so a process with no rows in this minibatch still takes part)."""

@@ -30,20 +30,37 @@ def launch(n: int, *args: str, port: int) -> subprocess.CompletedProcess:
     return proc
 
 
+LOSSES = ("kimi", "grpo", "rloo", "dpo")
+
+
+@pytest.fixture(scope="module")
+def one_process_updates(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("one") / "one.pt"
+    launch(1, str(HERE / "dist_update_worker.py"), str(out), "--losses", *LOSSES, port=0)
+    return torch.load(out)
+
+
 @pytest.mark.slow
-def test_two_process_update_equals_one_process(tmp_path):
-    """Same fixed global batch (6 prompts x 2 responses, mixed image/text), sharded by prompt over 2
-    processes: 3 optimizer steps on micro-batches of whole groups give the same weights as 1 process."""
-    worker = str(HERE / "dist_update_worker.py")
-    launch(1, worker, str(tmp_path / "one.pt"), port=0)
-    launch(2, worker, str(tmp_path / "two.pt"), port=29531)
-    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+@pytest.mark.parametrize("sharding,split,port", [("none", "modulo", 29531), ("fsdp", "uneven", 29538),
+                                                 ("fsdp", "empty", 29539)])
+def test_two_process_update_equals_one_process(one_process_updates, sharding, split, port, tmp_path):
+    """Same fixed global batch (6 prompts x 2 responses, mixed image/text), dealt by prompt over 2
+    processes (``uneven``: 5 prompts and 1; ``empty``: 6 and none): 3 optimizer steps on micro-batches of
+    whole groups give the same weights as 1 process, for every loss, with plain gradients summed by
+    vlrl (``none``) and with FSDP2 shards reduced by the engine (``fsdp``). kimi also rescores one
+    prompt's rows (the sampler's log-probs are missing there) on one process only."""
+    launch(2, str(HERE / "dist_update_worker.py"), str(tmp_path / "two.pt"), "--sharding", sharding, "--split", split,
+           "--losses", *LOSSES, port=port)
+    one, two = one_process_updates, torch.load(tmp_path / "two.pt")
     assert one["world"] == 1 and two["world"] == 2
-    assert abs(one["loss"] - two["loss"]) < 1e-5 and abs(one["entropy"] - two["entropy"]) < 1e-4
-    moved = max((one["params"][k] - one["init"][k]).abs().max().item() for k in one["params"])
-    diff = max((one["params"][k] - two["params"][k]).abs().max().item() for k in one["params"])
-    # Adam divides by sqrt(v): float-order differences of tiny gradients show up at ~1e-5 after 3 steps
-    assert moved > 1e-2 and diff < 1e-4, (moved, diff)
+    for loss in LOSSES:
+        a, b = one["results"][loss], two["results"][loss]
+        assert a["steps"] == b["steps"] == 3, loss
+        assert abs(a["loss"] - b["loss"]) < 1e-5 and abs(a["entropy"] - b["entropy"]) < 1e-4, (loss, a, b)
+        moved = max((a["params"][k] - one["init"][k]).abs().max().item() for k in a["params"])
+        diff = max((a["params"][k] - b["params"][k]).abs().max().item() for k in a["params"])
+        # Adam divides by sqrt(v): float-order differences of tiny gradients show up at ~1e-5 after 3 steps
+        assert moved > 1e-2 and diff < 1e-4, (loss, moved, diff)
 
 
 @pytest.mark.slow

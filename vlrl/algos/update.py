@@ -11,7 +11,9 @@ micro-batches of whole groups, so every loss call sees complete groups (exact gr
 when partial rollouts finish a prompt's k responses in different iterations). Every loss is a mean
 over responses, so a micro-batch's loss is weighted by its share of the *global* minibatch and
 gradients are summed over processes: the update equals a single process's update on the same global
-minibatch.
+minibatch. On a sharded model (``vlrl.sharding``) the engine sums the gradients, and every process runs
+as many forwards as the busiest one (each forward all-gathers the shards): the extra ones are
+zero-weight "idle" forwards on one of its rows, or on a one-token placeholder when it has none.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from typing import Any, Callable
 import torch
 
 from vlrl.algos.base import kl_k3
-from vlrl.distributed import all_sum, gather_objects, sum_gradients
+from processors.collate import Batch
+from vlrl.distributed import all_max, all_sum, gather_objects, sum_gradients
 from vlrl.guards import require_finite
+from vlrl.sharding import is_sharded
 
 
 def group_parts(group: list[int], parts: int) -> list[list[list[int]]]:
@@ -55,17 +59,49 @@ def micro_batches(groups: list[list[int]], size: int) -> list[list[int]]:
     return out
 
 
+def placeholder_batch(model) -> Batch:
+    """A one-row text scoring batch with one response token: what an idle forward runs on a process
+    that holds no rows (any token but the image placeholder)."""
+    tok = 1 if model.image_token_id == 0 else 0
+    return Batch(torch.full((1, 2), tok, dtype=torch.long), torch.ones(1, 2, dtype=torch.long), None, [0],
+                 response_mask=torch.tensor([[False, True]]), sample_ids=["(idle)"], prompt_lens=[1]).to(model.device)
+
+
+def idle_forwards(model, batch: Batch | None, temperature: float, n: int, grad: bool = False) -> None:
+    """``n`` forwards (with ``grad`` also backwards of zero) that change nothing, so that this process
+    joins the collectives of forwards other processes run (sharded models only; ``n`` from
+    :func:`lockstep`)."""
+    if n <= 0:
+        return
+    rows = batch.rows([0]) if batch is not None and len(batch) else placeholder_batch(model)
+    with torch.set_grad_enabled(grad):
+        for _ in range(n):
+            logp, _ = model.response_logprobs(rows, temperature=temperature)
+            if grad:
+                (logp.sum() * 0.0).backward()
+
+
+def lockstep(model, steps: int) -> int:
+    """Idle forwards this process adds to its ``steps`` so that every process runs the same number (0 on
+    a model that is not sharded: forwards there hold no collectives). Call it before this process's own
+    forwards: it is a collective itself, and a process with none would otherwise wait in it while the
+    others wait in their first forward's all-gather."""
+    return int(all_max(float(steps))) - steps if is_sharded(model) else 0
+
+
 def batch_logprobs(model, batch, micro: int, temperature: float = 1.0) -> torch.Tensor:
     """(B, T-1) token log-probs of a scoring batch under the current weights, without gradient, in
     micro-batches of similar length (before an update: pi_theta_i's)."""
     B, T = batch.input_ids.shape
     ref = torch.zeros(B, T - 1, device=batch.input_ids.device)
     order = sorted(range(B), key=lambda i: int(batch.attention_mask[i].sum()))  # similar lengths together
+    idle = lockstep(model, math.ceil(B / micro))
     with torch.no_grad():
         for s in range(0, B, micro):
             idx = order[s : s + micro]
             part = model.response_logprobs(batch.rows(idx), temperature=temperature)[0]
             ref[idx, : part.shape[1]] = part
+        idle_forwards(model, batch, temperature, idle)
     return ref
 
 
@@ -86,6 +122,8 @@ def reference_logprobs(model, batch, sampled: torch.Tensor | None, micro: int, t
     if need:
         part = batch_logprobs(model, batch.rows(need), micro, temperature)
         ref[need, : part.shape[1]] = part
+    else:  # another process may rescore rows: join its forwards
+        idle_forwards(model, batch, temperature, lockstep(model, 0))
     return ref, len(need)
 
 
@@ -147,7 +185,11 @@ def policy_update(model, batch, rewards: torch.Tensor | None, group: torch.Tenso
     B = len(batch) if batch is not None else 0  # an empty process still joins every collective below
     n_mb = max(1, math.ceil(all_sum([float(B)])[0] / cfg.minibatch_size))
     micro = max(1, min(cfg.micro_batch_size, cfg.minibatch_size))
-    ref, rescored = reference_logprobs(model, batch, sampled, micro, cfg.temperature, cfg.reference) if B else (None, 0)
+    if B:
+        ref, rescored = reference_logprobs(model, batch, sampled, micro, cfg.temperature, cfg.reference)
+    else:
+        ref, rescored = None, 0  # join the reference forwards of the processes that have rows
+        idle_forwards(model, None, cfg.temperature, lockstep(model, 0))
     stats: dict = sampling_mismatch(ref, sampled)  # under "sampler": 0 except on the rows scored again
     stats["reference_rows_scored"] = all_sum([float(rescored)])[0]
     parts = group_parts(group.tolist() if B else [], n_mb)
@@ -158,6 +200,7 @@ def policy_update(model, batch, rewards: torch.Tensor | None, group: torch.Tenso
         for part, total in zip(parts, totals):
             opt.zero_grad(set_to_none=True)
             chunks = micro_batches(sorted(part, key=lambda g: max(lengths[i] for i in g)), micro)
+            chunks += [[]] * lockstep(model, len(chunks))  # idle micro-batches: every process runs as many
             metrics, sums = _accumulate(model, batch, ref, rewards, group, chunks, total, loss_fn, hyper, cfg)
             loss, ent_sum, n_tok, kl_sum = all_sum(sums)
             kl = kl_sum / max(1.0, n_tok)
@@ -167,8 +210,9 @@ def policy_update(model, batch, rewards: torch.Tensor | None, group: torch.Tenso
                 return stats
             step = f"{where}, optimizer step {taken + 1}"
             require_finite("loss", loss, step)  # summed over processes: every process stops alike
-            sum_gradients(model.parameters())
-            stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+            if not is_sharded(model):  # a sharded model's engine reduced them in the backward
+                sum_gradients(model.parameters())
+            stats["grad_norm"] = grad_norm(model, cfg.grad_clip)
             require_finite("gradient norm", stats["grad_norm"], f"{step} (finite loss {loss:.4g})")
             opt.step()
             if scheduler is not None:
@@ -178,15 +222,24 @@ def policy_update(model, batch, rewards: torch.Tensor | None, group: torch.Tenso
     return stats
 
 
+def grad_norm(model, clip: float) -> float:
+    """Clip the gradients to global norm ``clip``; returns the norm before clipping (over every shard)."""
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+
+
 def _accumulate(model, batch, ref, rewards, group, chunks: list[list[int]], total: float, loss_fn: Callable,
                 hyper: dict, cfg: UpdateConfig) -> tuple[dict, list[float]]:
     """Backward of one minibatch's micro-batches (``chunks`` of row indices), each loss weighted by its
     share of the ``total`` rows of the global minibatch. Returns the last loss metrics and this process's
     sums: weighted loss, entropy, response tokens, and KL(pi_theta_i || pi_theta) summed over tokens
     (``kl_k3``: the tokens were sampled from pi_theta_i)."""
-    mask = batch.response_mask[:, 1:]
+    mask = batch.response_mask[:, 1:] if batch is not None else None
     metrics, sums = {}, [0.0, 0.0, 0.0, 0.0]
     for idx in chunks:
+        if not idx:
+            idle_forwards(model, batch, cfg.temperature, 1, grad=True)
+            continue
         logp, ent = model.response_logprobs(batch.rows(idx), with_entropy=True, temperature=cfg.temperature)
         t, w = torch.tensor(idx, device=mask.device), logp.shape[1]
         m = mask[t, :w]

@@ -71,10 +71,10 @@ class GenerateTimer:
 GEN_TIMER: GenerateTimer | None = None
 
 
-def rl_step(model, proc, prompts, cfg: RolloutConfig, reward_fn, gen, timer: ForwardTimer,
+def rl_step(model, proc, prompts, cfg: RolloutConfig, reward_fn, step: int, timer: ForwardTimer,
             reference: str = "sampler") -> dict:
     t0, f0, g0 = time.perf_counter(), timer.total, GEN_TIMER.total
-    trajs = rollout(model, proc, prompts, ReplayBuffer(), 0, cfg, gen)
+    trajs = rollout(model, proc, prompts, ReplayBuffer(), step, cfg)
     t1, forward, generate = time.perf_counter(), timer.total - f0, GEN_TIMER.total - g0
     scored = score_trajectories([proc.decode(t.tokens) for t in trajs], [t.sample for t in trajs],
                                 [len(t.tokens) for t in trajs], [t.finish for t in trajs], reward_fn)
@@ -127,11 +127,11 @@ def long_tail(model, proc, a, reward_fn) -> dict:
     for name, budget in (("full", 0), ("partial", a.lt_budget)):
         cfg = RolloutConfig(k=a.k, max_response_tokens=a.lt_max_tokens, budget=budget, max_age=100,
                             repeat_max_period=0)
-        buffer, gen, useful, lengths = ReplayBuffer(cfg.max_age), torch.Generator().manual_seed(0), 0, []
+        buffer, useful, lengths = ReplayBuffer(cfg.max_age), 0, []
         t0, t_roll = time.perf_counter(), 0.0
         for it in range(a.lt_iterations):
             t1 = time.perf_counter()
-            trajs = rollout(model, proc, prompts[it * a.lt_prompts : (it + 1) * a.lt_prompts], buffer, it, cfg, gen)
+            trajs = rollout(model, proc, prompts[it * a.lt_prompts : (it + 1) * a.lt_prompts], buffer, it, cfg)
             t_roll += time.perf_counter() - t1
             if not trajs:
                 continue
@@ -184,9 +184,8 @@ def main() -> None:
                         repeat_times=a.repeat_times)
     reward_fn = REWARDS.build("math", symbolic=False)
     prompts = synth("shapes", a.prompts * (a.steps + 1), seed=3)
-    gen = torch.Generator().manual_seed(0)
-    rl_step(model, proc, prompts[: a.prompts], cfg, reward_fn, gen, timer, a.reference)  # warm-up
-    steps = [rl_step(model, proc, prompts[s * a.prompts : (s + 1) * a.prompts], cfg, reward_fn, gen, timer,
+    rl_step(model, proc, prompts[: a.prompts], cfg, reward_fn, 0, timer, a.reference)  # warm-up
+    steps = [rl_step(model, proc, prompts[s * a.prompts : (s + 1) * a.prompts], cfg, reward_fn, s, timer,
                      a.reference) for s in range(1, a.steps + 1)]
     med = statistics.median(r["total"] for r in steps)
     roll = sum(r["rollout"] for r in steps)

@@ -159,7 +159,7 @@ def run_vlrl(a: argparse.Namespace, d: Path) -> dict:
     samples = prompts(a.prompts * (a.steps + 1))
     cfg = RolloutConfig(k=a.k, temperature=a.temperature, top_p=1.0, max_response_tokens=a.max_tokens,
                         repeat_max_period=0, compile=a.compile)
-    verify, gen = REWARDS.build("math", symbolic=False), torch.Generator().manual_seed(0)
+    verify = REWARDS.build("math", symbolic=False)
     opt = build_optimizer(list(model.parameters()), OptimConfig(lr=1e-5, betas=[0.9, 0.999], schedule="constant"))
     update = UpdateConfig(passes=1, minibatch_size=a.prompts * a.k, micro_batch_size=a.prompts * a.k,
                           temperature=a.temperature)
@@ -167,7 +167,7 @@ def run_vlrl(a: argparse.Namespace, d: Path) -> dict:
     for s in range(a.steps + 1):
         t0 = time.perf_counter()
         model.eval()
-        trajs = rollout(model, proc, samples[s * a.prompts : (s + 1) * a.prompts], ReplayBuffer(), s, cfg, gen)
+        trajs = rollout(model, proc, samples[s * a.prompts : (s + 1) * a.prompts], ReplayBuffer(), s, cfg)
         scored = score_trajectories([proc.decode(t.tokens) for t in trajs], [t.sample for t in trajs],
                                     [len(t.tokens) for t in trajs], [t.finish for t in trajs], verify)
         batch = scoring_batch(proc, trajs, s, False)

@@ -127,7 +127,7 @@ def prepare(base, processor, rl_samples, sft_samples, reward_fn, seed: int, args
     idx = torch.randperm(len(rl_samples), generator=gen)[: args.prompts].tolist()
     base.eval()
     cfg = RolloutConfig(k=args.k, temperature=1.0, max_response_tokens=200)
-    trajs = rollout(base, processor, [rl_samples[i] for i in idx], ReplayBuffer(2), 0, cfg, gen)
+    trajs = rollout(base, processor, [rl_samples[i] for i in idx], ReplayBuffer(2), 0, cfg, seed)
     scored = score_trajectories([processor.decode(t.tokens) for t in trajs], [t.sample for t in trajs],
                                 [len(t.tokens) for t in trajs], [t.finish for t in trajs], reward_fn)
     batch = scoring_batch(processor, trajs, 0, True)

@@ -50,7 +50,7 @@ def never_drawn(run: Path, cfg: RLConfig, samples: list) -> list:
 def rollout_accuracy(model, proc, prompts: list, rcfg: RolloutConfig, reward) -> dict[str, float]:
     """Accuracy per modality of rcfg.k rollouts per prompt (one rollout call, batched as in training)."""
     hits: dict[str, list[bool]] = {}
-    for t in rollout(model, proc, prompts, ReplayBuffer(1), 0, rcfg, torch.Generator().manual_seed(0)):
+    for t in rollout(model, proc, prompts, ReplayBuffer(1), 0, rcfg, seed=0):
         hits.setdefault(t.sample.modality, []).append(reward(proc.decode(t.tokens), t.sample).reward >= 1.0)
     return {m: round(sum(v) / len(v), 4) for m, v in hits.items()}
 

@@ -98,18 +98,39 @@ def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def full_optimizer_state(model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
-    """The optimizer state of a sharded ``model`` with whole tensors keyed by parameter name (collective):
-    loadable on any number of processes by :func:`load_optimizer_state`."""
+    """The optimizer state of ``model`` (sharded or not) with whole tensors keyed by parameter name, on
+    the CPU: loadable on any number of processes by :func:`load_optimizer_state`. Collective when
+    sharded (then only the main process gets the tensors)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
     return get_optimizer_state_dict(model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def load_optimizer_state(model: nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """Load a state written by :func:`full_optimizer_state` into the shards (collective)."""
+    """Load a state written by :func:`full_optimizer_state` (or an older checkpoint's positional
+    ``opt.state_dict()``) into ``opt``; collective when ``model`` is sharded."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-    set_optimizer_state_dict(model, opt, state, options=StateDictOptions(full_state_dict=True))
+    if all(isinstance(k, int) for k in state["state"]):  # positional: written by opt.state_dict()
+        opt.load_state_dict(state)
+    elif is_sharded(model):
+        set_optimizer_state_dict(model, opt, state, options=StateDictOptions(full_state_dict=True))
+    else:  # by name, onto a plain module (DCP's loader wants a process group to broadcast from)
+        opt.load_state_dict(_positional(model, opt, state))
+
+
+def _positional(model: nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any]) -> dict[str, Any]:
+    """A name-keyed optimizer state as ``opt.load_state_dict`` takes it (parameters by position)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    out: dict[str, Any] = {"state": {}, "param_groups": []}
+    i = 0
+    for group, saved in zip(opt.param_groups, state["param_groups"]):
+        for p in group["params"]:
+            if names[id(p)] in state["state"]:
+                out["state"][i] = state["state"][names[id(p)]]
+            i += 1
+        out["param_groups"].append({**saved, "params": list(range(i - len(group["params"]), i))})
+    return out
 
 
 class Policy:
@@ -143,7 +164,10 @@ class Policy:
             state = full_state_dict(self.train)
             for name, t in [*self._copy.named_parameters(), *self._copy.named_buffers()]:
                 if name in state:
-                    t.data = state[name].detach().to(t.device)
+                    v = state[name].detach().to(t.device)
+                    if v.untyped_storage().nbytes() != v.numel() * v.element_size():
+                        v = v.clone()  # a view into FSDP's padded all-gather buffer: own storage to save it
+                    t.data = v
             self._fresh = True
         return self._copy
 

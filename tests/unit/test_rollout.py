@@ -104,8 +104,8 @@ def test_sampled_logprobs_of_a_continued_trajectory_are_where_the_loss_scores_th
     cfg = RolloutConfig(k=2, temperature=0.7, max_response_tokens=5, budget=3, max_age=3, repeat_max_period=0)
     buf = ReplayBuffer(max_age=3)
     with forced_token(model, proc.eos_token_id, -1e4):  # no EOS: every response takes both iterations
-        assert rollout(model, proc, prompts, buf, 0, cfg, torch.Generator().manual_seed(0)) == []
-        done = rollout(model, proc, [], buf, 1, cfg, torch.Generator().manual_seed(1))
+        assert rollout(model, proc, prompts, buf, 0, cfg, seed=0) == []
+        done = rollout(model, proc, [], buf, 1, cfg, seed=1)
         batch = scoring_batch(proc, done, 1, mask_old_segments=False)
         with torch.no_grad():
             scored, _ = model.response_logprobs(batch, temperature=0.7)
@@ -124,7 +124,7 @@ def test_buffer_drops_trajectories_older_than_max_age_and_round_trips(tiny):
     cfg = RolloutConfig(k=3, temperature=1.0, max_response_tokens=50, budget=2, max_age=1, repeat_max_period=0)
     buf = ReplayBuffer(max_age=1)
     with forced_token(model, 10):  # never EOS: every trajectory is cut by the budget
-        rollout(model, proc, prompts, buf, 0, cfg, torch.Generator().manual_seed(0))
+        rollout(model, proc, prompts, buf, 0, cfg, seed=0)
         assert len(buf) == 3
         state = buf.state_dict()
         again = ReplayBuffer()
@@ -153,8 +153,33 @@ def test_a_response_never_runs_past_max_length_and_scores_where_it_was_sampled(t
     room = [proc.max_length - len(proc.encode(p).input_ids) for p in prompts]
     cfg = RolloutConfig(k=1, temperature=1.0, max_response_tokens=proc.max_length, budget=0, repeat_max_period=0)
     with forced_token(model, proc.eos_token_id, -1e4):  # never stops by itself
-        done = rollout(model, proc, prompts, ReplayBuffer(), 0, cfg, torch.Generator().manual_seed(0))
+        done = rollout(model, proc, prompts, ReplayBuffer(), 0, cfg, seed=0)
     assert sorted(len(t.tokens) for t in done) == sorted(room) and {t.finish for t in done} == {"max_length"}
     batch = scoring_batch(proc, done, 0, True)
     lp = sampled_logprobs(done, batch, 0)
     assert int(batch.response_mask.sum()) == sum(room) == int((~lp.isnan()).sum())
+
+
+def test_a_trajectory_samples_the_same_whatever_shares_its_batch(tiny):
+    """Keyed sampling: two prompts rolled out together (one batch), apart (two calls, in the other
+    order) or in batches of one give every trajectory the same tokens, in both the first iteration and
+    its continuation from the buffer: what makes a rollout independent of the number of processes."""
+    model, proc = tiny
+    prompts = synth("shapes", 1, seed=4) + synth("arithmetic", 1, seed=4)
+    cfg = RolloutConfig(k=3, temperature=1.0, max_response_tokens=8, budget=4, max_age=3, repeat_max_period=0)
+
+    def run(groups, batch_size):
+        out = {}
+        for group in groups:
+            buf = ReplayBuffer(max_age=3)
+            c = RolloutConfig(**{**cfg.__dict__, "batch_size": batch_size})
+            first = rollout(model, proc, group, buf, 0, c, seed=5)
+            for t in first + rollout(model, proc, [], buf, 1, c, seed=5) + buf.items:
+                out[(t.sample.id, t.key)] = t.tokens
+        return out
+
+    with forced_token(model, proc.eos_token_id, -1e4):  # no EOS: every trajectory is continued once
+        together, apart, single = run([prompts], 32), run([prompts[1:], prompts[:1]], 32), run([prompts], 1)
+    assert len(together) == 6 and all(len(t) == 8 for t in together.values())
+    assert together == apart == single
+    assert len({tuple(t) for t in together.values()}) > 1  # the keys differ, so do the samples

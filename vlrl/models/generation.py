@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from processors.collate import Batch, collate_generation
+from vlrl.models.keyed_random import uniforms
 from vlrl.models.vlm import VisionLanguageModel, position_ids_from_mask
 
 
@@ -87,18 +88,22 @@ def is_looping(seq: list[int], max_period: int, times: int) -> bool:
     return False
 
 
-def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def draw(probs: torch.Tensor, generator: torch.Generator | None = None, u: torch.Tensor | None = None) -> torch.Tensor:
     """(B, V) probabilities -> (B,) one token per row by inverse-CDF sampling: one uniform number per row
-    and a search in the row's cumulative sum. The same distribution as ``torch.multinomial`` (a token of
-    probability 0 is never drawn), about 3x faster on CPU, which draws V random numbers per row."""
+    (``u`` (B,) if given, else from ``generator``) and a search in the row's cumulative sum. The same
+    distribution as ``torch.multinomial`` (a token of probability 0 is never drawn), about 3x faster on
+    CPU, which draws V random numbers per row."""
     cdf = probs.cumsum(-1)  # (B, V)
-    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device) * cdf[:, -1:]
+    if u is None:
+        u = torch.rand(probs.shape[0], generator=generator, device=probs.device)
+    u = u.to(cdf.device, cdf.dtype)[:, None] * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).clamp_max(probs.shape[-1] - 1).squeeze(-1)
 
 
 def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """(B, V) logits -> (B,) next tokens: argmax if temperature == 0, else nucleus sampling."""
+                generator: torch.Generator | None = None, u: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, V) logits -> (B,) next tokens: argmax if temperature == 0, else nucleus sampling (with the
+    uniforms ``u`` (B,) when given, see ``draw``)."""
     if temperature <= 0:
         return logits.argmax(dim=-1)
     probs = F.softmax(logits.float() / temperature, dim=-1)
@@ -108,7 +113,7 @@ def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
         drop = sorted_p.cumsum(-1) - sorted_p >= top_p
         sorted_p = sorted_p.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    return draw(probs, generator)
+    return draw(probs, generator, u)
 
 
 def _loop_mask(history: list[list[int]], rows: torch.Tensor, tok: torch.Tensor, params: SamplingParams) -> torch.Tensor:
@@ -174,6 +179,7 @@ def generate(
     on_tokens: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
     samples_per_prompt: list[int] | None = None,
     max_new_per_prompt: list[int] | None = None,
+    row_keys: Sequence[int] | None = None,
 ) -> GenerationOutput:
     """Generate ``params.num_samples`` continuations for each prompt of a left-padded batch.
 
@@ -184,6 +190,9 @@ def generate(
             a prompt are consecutive in the output.
         max_new_per_prompt: per prompt, its own new-token cap (overrides ``max_new_tokens``), so
             continued partial rollouts and new prompts share one generation loop.
+        row_keys: per output row, a 32-bit key: the row's step-t uniform is ``uniforms(key, t)``
+            (``vlrl.models.keyed_random``) instead of the generator's next number, so its tokens do not
+            depend on the other rows of the batch (rollouts on any number of processes agree).
     """
     was_training = model.training
     model.eval()
@@ -203,9 +212,11 @@ def generate(
     stopped = torch.zeros(n_rows, dtype=torch.bool, device=logits.device)
     looped = torch.zeros(n_rows, dtype=torch.bool, device=logits.device)
     history: list[list[int]] = [[] for _ in range(n_rows)] if params.repeat_max_period else []
+    keys = None if row_keys is None else torch.tensor(list(row_keys), dtype=torch.long, device=logits.device)
     for step in range(max_new):
         model.exclude_placeholder(logits)  # a response never contains an image placeholder
-        tok, lps[rows, step] = _choose(logits, params, generator)
+        u = None if keys is None else uniforms(keys[rows], step)
+        tok, lps[rows, step] = _choose(logits, params, generator, u)
         toks[rows, step] = tok
         lengths[rows] = step + 1
         if on_tokens is not None:
@@ -238,15 +249,16 @@ def _ended(tok: torch.Tensor, rows: torch.Tensor, step: int, stop: torch.Tensor,
     return done | (caps[rows] <= step + 1)
 
 
-def _choose(logits: torch.Tensor, params: SamplingParams, generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _choose(logits: torch.Tensor, params: SamplingParams, generator,
+            u: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(A, V) logits -> (A,) next tokens and their (A,) log-probs under softmax(logits / temperature)
-    (temperature 1 for greedy); without top-p one log_softmax serves both."""
+    (temperature 1 for greedy); without top-p one log_softmax serves both. ``u``: the rows' uniforms."""
     scale = params.temperature if params.temperature > 0 else 1.0  # greedy: the untempered policy
     logp = F.log_softmax(logits.float() if scale == 1.0 else logits.float() / scale, dim=-1)
     if params.temperature > 0 and params.top_p >= 1.0:
-        tok = draw(logp.exp(), generator)
+        tok = draw(logp.exp(), generator, u)
     else:
-        tok = sample_next(logits, params.temperature, params.top_p, generator)
+        tok = sample_next(logits, params.temperature, params.top_p, generator, u)
     return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
 
 
@@ -264,7 +276,8 @@ def generate_texts(model: VisionLanguageModel, processor, samples: Sequence, par
                    prefixes: Sequence[Sequence[int] | None] | None = None, counts: Sequence[int] | None = None,
                    caps: Sequence[int] | None = None, system_prompt: str | None = None, batch_size: int = 32,
                    generator: torch.Generator | None = None, on_tokens: Callable | None = None,
-                   on_batch: Callable[[int], None] | None = None) -> GenerationOutput:
+                   on_batch: Callable[[int], None] | None = None,
+                   row_keys: Sequence[int] | None = None) -> GenerationOutput:
     """The one batched generation sequence (evaluation, curation probes, rollouts, ``Predictor``): encode
     each sample's prompt (followed by its partial response ``prefixes[i]``, if any), collate left-padded
     batches of ``batch_size`` prompts, generate, decode.
@@ -272,6 +285,7 @@ def generate_texts(model: VisionLanguageModel, processor, samples: Sequence, par
     Args:
         counts / caps: per sample, how many responses and its new-token cap (default: ``params``).
         on_tokens: streaming callback of ``generate``; on_batch: called with each batch's prompt count.
+        row_keys: per output row (``sum(counts)`` of them), its key for ``generate``'s keyed sampling.
 
     Returns:
         one GenerationOutput over all samples (``prompt_index`` indexes ``samples``; a sample's rows are
@@ -279,8 +293,11 @@ def generate_texts(model: VisionLanguageModel, processor, samples: Sequence, par
     """
     prefixes = prefixes or [None] * len(samples)
     out = GenerationOutput([], [], [], [], [])
+    n_rows = list(counts) if counts is not None else [params.num_samples] * len(samples)
     for start in range(0, len(samples), batch_size):
         sl = slice(start, start + batch_size)
+        first = sum(n_rows[:start])
+        keys = None if row_keys is None else row_keys[first : first + sum(n_rows[sl])]
         enc = [processor.encode(s, list(p) if p else None, add_eos=False, system_prompt=system_prompt)
                for s, p in zip(samples[sl], prefixes[sl])]
         batch = collate_generation(enc, processor.pad_token_id).to(model.device)
@@ -289,7 +306,7 @@ def generate_texts(model: VisionLanguageModel, processor, samples: Sequence, par
         want = list(caps[sl]) if caps is not None else [params.max_new_tokens] * len(enc)
         part = generate(model, batch, params, processor.eos_token_id, generator, on_tokens,
                         samples_per_prompt=list(counts[sl]) if counts is not None else None,
-                        max_new_per_prompt=[max(1, min(c, r)) for c, r in zip(want, room)])
+                        max_new_per_prompt=[max(1, min(c, r)) for c, r in zip(want, room)], row_keys=keys)
         out.tokens += part.tokens
         out.logprobs += part.logprobs
         out.finish_reasons += ["context" if why == "length" and len(t) >= room[i] else why

@@ -31,6 +31,8 @@ class Trajectory:
         finish: None while unfinished; then "stop" (EOS), "repeat" (loop cut), "max_length" (the total
             response cap), or "expired" (waited in the buffer longer than the maximum age).
         started: the iteration it was started in.
+        key: its 32-bit sampling key (``vlrl.models.keyed_random``): what it draws depends on the key and
+            the iteration only, not on the process or batch that generates it.
     """
 
     sample: Sample
@@ -38,6 +40,7 @@ class Trajectory:
     segments: list[Segment] = field(default_factory=list)
     finish: str | None = None
     started: int = 0
+    key: int = 0
 
     def add_segment(self, tokens: list[int], iteration: int, logprobs: list[float] | None = None) -> None:
         if tokens:
@@ -78,10 +81,11 @@ class ReplayBuffer:
 
     def state_dict(self) -> dict:
         return {"max_age": self.max_age, "expired": self.expired,
-                "items": [{"sample_id": t.sample.id, "tokens": t.tokens, "started": t.started,
+                "items": [{"sample_id": t.sample.id, "tokens": t.tokens, "started": t.started, "key": t.key,
                            "segments": [[s.start, s.end, s.iteration] for s in t.segments]} for t in self.items]}
 
     def load_state_dict(self, state: dict, samples_by_id: dict[str, Sample]) -> None:
         self.max_age, self.expired = state["max_age"], state["expired"]
         self.items = [Trajectory(samples_by_id[d["sample_id"]], list(d["tokens"]),
-                                 [Segment(*s) for s in d["segments"]], None, d["started"]) for d in state["items"]]
+                                 [Segment(*s) for s in d["segments"]], None, d["started"], d.get("key", 0))
+                      for d in state["items"]]

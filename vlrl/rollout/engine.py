@@ -2,6 +2,8 @@
 
 Each iteration: new prompts get k samples from one shared prefill (the image is encoded once per prompt);
 trajectories waiting in the replay buffer are continued from their partial response. Every trajectory
+samples with its own key (run seed, iteration started, prompt id, sample index; a continuation: its key
+and the iteration), so a rollout draws the same responses on any number of processes. Every trajectory
 gets at most ``budget`` new tokens this iteration; one that reaches neither EOS nor the total
 ``max_response_tokens`` goes (back) to the buffer.
 """
@@ -15,6 +17,7 @@ import torch
 
 from processors.processor import MultimodalProcessor
 from vlrl.models.generation import SamplingParams, generate_texts
+from vlrl.models.keyed_random import mix
 from vlrl.models.vlm import VisionLanguageModel
 from vlrl.rollout.buffer import ReplayBuffer, Trajectory
 from vlrl.types import Sample
@@ -36,14 +39,14 @@ class RolloutConfig:
 
 def _generate(model, processor, samples: Sequence[Sample], prefixes: Sequence[list[int]], counts: Sequence[int],
               caps: Sequence[int], cfg: RolloutConfig,
-              generator) -> tuple[list[list[int]], list[list[float]], list[str], list[int]]:
+              keys: Sequence[int]) -> tuple[list[list[int]], list[list[float]], list[str], list[int]]:
     """Rows of new tokens, their sampled log-probs, finish reasons and the prompt each row belongs to;
     prompt i gets ``counts[i]`` samples of at most ``caps[i]`` tokens, all prompts of a batch in one loop."""
     params = SamplingParams(max_new_tokens=max(caps), temperature=cfg.temperature, top_p=cfg.top_p,
                             repeat_max_period=cfg.repeat_max_period, repeat_times=cfg.repeat_times,
                             compile=cfg.compile)
     out = generate_texts(model, processor, samples, params, prefixes=prefixes, counts=counts, caps=caps,
-                         batch_size=cfg.batch_size, generator=generator)
+                         batch_size=cfg.batch_size, row_keys=keys)
     return out.tokens, out.logprobs, out.finish_reasons, out.prompt_index
 
 
@@ -62,10 +65,12 @@ def _settle(traj: Trajectory, new: list[int], logprobs: list[float], reason: str
 
 @torch.no_grad()
 def rollout(model: VisionLanguageModel, processor: MultimodalProcessor, prompts: Sequence[Sample],
-            buffer: ReplayBuffer, iteration: int, cfg: RolloutConfig,
-            generator: torch.Generator | None = None) -> list[Trajectory]:
+            buffer: ReplayBuffer, iteration: int, cfg: RolloutConfig, seed: int = 0) -> list[Trajectory]:
     """Continue the buffer's trajectories and start k new ones per prompt; return those that finished
-    this iteration (the rest are back in ``buffer``)."""
+    this iteration (the rest are back in ``buffer``). ``seed``: the run's, part of every new key."""
+    if not isinstance(seed, int):  # a torch.Generator from before keyed sampling
+        raise TypeError(f"rollout: seed must be an int (trajectories sample with keys made from it), got "
+                        f"{type(seed).__name__}")
     done: list[Trajectory] = []
     budget = cfg.budget or cfg.max_response_tokens
     waiting = buffer.take_all()
@@ -78,12 +83,14 @@ def rollout(model: VisionLanguageModel, processor: MultimodalProcessor, prompts:
     caps += [min(budget, cfg.max_response_tokens)] * len(prompts)
     if not samples:
         return done
-    toks, lps, reasons, owner = _generate(model, processor, samples, prefixes, counts, caps, cfg, generator)
-    for new, lp, why, p in zip(toks, lps, reasons, owner):
+    keys = [mix(t.key, iteration) for t in waiting]
+    new_keys = [mix(seed, iteration, p.id, j) for p in prompts for j in range(cfg.k)]
+    toks, lps, reasons, owner = _generate(model, processor, samples, prefixes, counts, caps, cfg, keys + new_keys)
+    for r, (new, lp, why, p) in enumerate(zip(toks, lps, reasons, owner)):
         if p < len(waiting):
             t = waiting[p]
             new, lp = new[: cfg.max_response_tokens - len(t.tokens)], lp[: cfg.max_response_tokens - len(t.tokens)]
         else:
-            t = Trajectory(prompts[p - len(waiting)], started=iteration)
+            t = Trajectory(prompts[p - len(waiting)], started=iteration, key=new_keys[r - len(waiting)])
         _settle(t, new, lp, why, cfg, iteration, buffer, done)
     return done

@@ -74,6 +74,7 @@ class DPOConfig:
     micro_batch_size: int = 16
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, schedule="constant"))
     lora: Optional[LoRAConfig] = None  # adapters instead of full weights (merged into the saved model)
+    sharding: str = "auto"  # auto | none | fsdp: FSDP2 for the update, as the RL stage's ``sharding``
 
 
 @dataclass
@@ -166,15 +167,35 @@ def run_shortest_rs(cfg: Long2ShortConfig, base: str, samples_cache: Path, out: 
     warmup.main(wcfg)
 
 
+def _dpo_rows(pairs: list, processor) -> tuple[list, list[float], list[int]]:
+    """This process's share of the pairs as scored rows: per pair its chosen (reward 1) and rejected
+    (reward 0) response, both in the pair's group."""
+    from vlrl.rollout.buffer import Trajectory
+
+    rank, n_proc = world()
+    trajs, rewards, group = [], [], []
+    for p in list(range(len(pairs)))[rank::n_proc]:
+        for text, r in ((pairs[p].chosen, 1.0), (pairs[p].rejected, 0.0)):
+            t = Trajectory(pairs[p].sample, finish="stop")
+            t.add_segment(processor.tokenize(text) + [processor.eos_token_id], 0)
+            trajs.append(t)
+            rewards.append(r)
+            group.append(p)
+    return trajs, rewards, group
+
+
 def run_dpo(cfg: Long2ShortConfig, samples_cache: Path, out: Path) -> None:
+    """DPO (k1.5 §2.4) on (shortest correct, longer or wrong) pairs of the long model's samples; the
+    update is sharded (FSDP2) when ``dpo.sharding`` resolves to fsdp, and the model is saved once whole."""
     from vlrl.algos import LOSSES
     from vlrl.algos.update import UpdateConfig, policy_update
     from vlrl.data.long2short import dpo_pairs
     from vlrl.models import load_pretrained, save_pretrained
-    from vlrl.rollout.buffer import Trajectory
     from vlrl.rollout.scoring import scoring_batch
+    from vlrl.sharding import Policy, launcher_strategy
     from vlrl.training import build_optimizer, seed_everything
 
+    strategy = launcher_strategy(cfg.dpo.sharding, "dpo")
     seed_everything(cfg.seed)
     records, samples = sample_records(cfg.long_model, cfg, samples_cache)
     pairs = dpo_pairs(records, samples, cfg.dpo.ratio, cfg.dpo.pairs_per_prompt)
@@ -187,25 +208,19 @@ def run_dpo(cfg: Long2ShortConfig, samples_cache: Path, out: Path) -> None:
 
         add_lora(model, cfg.dpo.lora)
         set_trainable(model, MODULES, key="dpo")
-    rank, n_proc = world()
-    mine = list(range(len(pairs)))[rank::n_proc]
-    trajs, rewards, group = [], [], []
-    for p in mine:
-        for text, r in ((pairs[p].chosen, 1.0), (pairs[p].rejected, 0.0)):
-            t = Trajectory(pairs[p].sample, finish="stop")
-            t.add_segment(processor.tokenize(text) + [processor.eos_token_id], 0)
-            trajs.append(t)
-            rewards.append(r)
-            group.append(p)
+    trajs, rewards, group = _dpo_rows(pairs, processor)
     print(f"[dpo] {len(pairs)} pairs ({sum(not p.rejected_correct for p in pairs)} with a wrong rejected answer)")
     batch = scoring_batch(processor, trajs, 0, False) if trajs else None
-    opt = build_optimizer(list(model.parameters()), cfg.dpo.optim)
-    model.train()
-    stats = policy_update(model, batch, torch.tensor(rewards), torch.tensor(group), LOSSES.get("dpo"),
+    policy = Policy(model, strategy)
+    opt = build_optimizer(list(policy.train.parameters()), cfg.dpo.optim)
+    policy.train.train()
+    stats = policy_update(policy.train, batch, torch.tensor(rewards), torch.tensor(group), LOSSES.get("dpo"),
                           {"beta": cfg.dpo.beta}, opt,
                           UpdateConfig(passes=cfg.dpo.epochs, minibatch_size=cfg.dpo.minibatch_size,
                                        micro_batch_size=cfg.dpo.micro_batch_size, grad_clip=cfg.dpo.optim.grad_clip))
     print("[dpo] last step: " + ", ".join(f"{k} {v:.3f}" for k, v in stats.items()))
+    policy.updated()
+    model = policy.full()  # collective when sharded
     if is_main():
         save_pretrained(model, processor, out)
 

@@ -42,6 +42,7 @@ from vlrl.models.lora import add_lora
 from vlrl.models.trainable import MODULES, set_trainable
 from vlrl.rewards.config import RewardConfig, verifier_config
 from vlrl.distributed import all_sum, barrier, gather_objects, init_from_launcher, is_main, world
+from vlrl.sharding import Policy, full_optimizer_state, launcher_strategy, load_optimizer_state
 from vlrl.guards import NonFiniteError, require_finite_rewards, require_finite_weights
 from vlrl.training import (MetricsLog, OptimizerSchedule, build_optimizer, rng_state, seed_everything,
                            set_rng_state)
@@ -103,6 +104,10 @@ class RLConfig:
     train: List[str] = field(default_factory=lambda: list(MODULES))  # modules RL updates; the rest stay frozen
     lora: Optional[LoRAConfig] = None  # train adapters of the `train` modules instead of their weights
     gradient_checkpointing: bool = False  # recompute activations in the backward pass (less memory)
+    # auto | none | fsdp: "fsdp" shards parameters, gradients and Adam state over the processes (FSDP2) for
+    # the update, and rolls out from whole weights gathered once per iteration; "auto" follows the launcher
+    # (accelerate launch --config_file configs/accelerate/fsdp.yaml); one process never shards
+    sharding: str = "auto"
     steps_per_iteration: int = 2  # passes over the iteration's responses
     # trust region: stop an iteration's optimizer steps once the policy's mean per-token KL to pi_theta_i on
     # the minibatch just scored passes this (0 = off); Adam's per-weight steps move the policy much further
@@ -196,8 +201,8 @@ def iteration_metrics(records: list[tuple], groups: tuple, buffer: tuple, times:
 
 class RLState:
     """Everything a resumed run needs besides the weights: iteration, success rates, replay buffers (one
-    per process), the prompt-sampling generator (shared by all processes) and each process's rollout
-    generator."""
+    per process) and the prompt-sampling generator (shared by all processes). Rollouts need no generator
+    state: each trajectory samples with its own key (``vlrl.rollout.engine``)."""
 
     def __init__(self, cfg: RLConfig, samples: list) -> None:
         self.iteration = 0
@@ -207,9 +212,7 @@ class RLState:
         self.tracker = SuccessTracker([s.id for s in samples],
                                       {s.id: s.meta["pass_rate"] for s in samples if "pass_rate" in s.meta})
         self.buffer = ReplayBuffer(cfg.rollout.max_age)
-        rank, _ = world()
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.rollout_gen = torch.Generator().manual_seed(cfg.seed + 1 + 1000 * rank)
 
     def optimizer(self, model, cfg: RLConfig) -> tuple[torch.optim.Optimizer, OptimizerSchedule]:
         """The iteration's optimizer and LR schedule: a fresh AdamW each iteration with
@@ -219,16 +222,19 @@ class RLState:
             self.sched = OptimizerSchedule(self.opt, cfg.optim, total_optimizer_steps(cfg), self.optimizer_steps)
         return self.opt, self.sched
 
-    def save(self, out: Path, model, processor, opt=None, keep: int = 2, config: dict | None = None) -> None:
-        """Collective: every process contributes its buffer and rollout generator; the main one writes
-        (with the optimizer state, which a run without per-iteration reset carries across iterations)."""
+    def save(self, out: Path, policy: Policy, processor, with_optimizer: bool = False, keep: int = 2,
+             config: dict | None = None) -> None:
+        """Collective: every process contributes its buffer (and, sharded, its part of the weights and
+        optimizer state); the main one writes whole weights, and the optimizer state by parameter name
+        when ``with_optimizer`` (a run without per-iteration reset carries it across iterations), so
+        that a run resumes on any number of processes."""
+        opt = full_optimizer_state(policy.train, self.opt) if with_optimizer and self.opt is not None else None
+        model = policy.full()
         buffers = gather_objects(self.buffer.state_dict())
-        gens = gather_objects(self.rollout_gen.get_state())
         if is_main():
-            tensors = {"rng": rng_state(), "generator": self.generator.get_state(), **self.tracker.state_dict(),
-                       **{f"rollout_gen.{r}": g for r, g in enumerate(gens)}}
+            tensors = {"rng": rng_state(), "generator": self.generator.get_state(), **self.tracker.state_dict()}
             if opt is not None:
-                tensors["optimizer"] = opt.state_dict()
+                tensors["optimizer"] = opt
             save_checkpoint(out, model, processor, tensors, {"step": self.iteration, "buffers": buffers,
                                                              "optimizer_steps": self.optimizer_steps,
                                                              "config": config}, keep)
@@ -249,9 +255,7 @@ class RLState:
                   "items": [it for b in buffers for it in b["items"]][rank::n]}
         self.buffer.load_state_dict(pooled, samples_by_id)
         self.tracker.load_state_dict(tensors)
-        self.generator.set_state(tensors["generator"])
-        if f"rollout_gen.{rank}" in tensors:
-            self.rollout_gen.set_state(tensors[f"rollout_gen.{rank}"])
+        self.generator.set_state(tensors["generator"])  # an older checkpoint's rollout_gen.* are not needed
         set_rng_state(tensors["rng"])
         return tensors.get("optimizer")
 
@@ -301,7 +305,7 @@ def _local_phase(model, processor, samples, state: RLState, cfg: RLConfig, rewar
                          state.tracker.drawn if cfg.sampling.no_repeat else None)
     first = {samples[i].id for i in state.tracker.mark_drawn(idx)}  # every process marks the same prompts
     trajs = rollout(model, processor, [samples[i] for i in idx[rank::n_proc]], state.buffer, it, cfg.rollout,
-                    state.rollout_gen)
+                    cfg.seed)
     times["rollout"], t = time.time() - t, time.time()
     scored, weight = _score(processor, trajs, it, cfg, reward_fn)
     times["reward"] = time.time() - t
@@ -335,31 +339,34 @@ def _check_rewards(shard: Shard, cfg: RLConfig, iteration: int) -> None:
         raise NonFiniteError(f"{where}: reward '{cfg.reward.name}' returned a non-finite value on another process")
 
 
-def _train(model, processor, train: Shard, state: RLState, cfg: RLConfig) -> dict:
+def _train(policy: Policy, processor, train: Shard, state: RLState, cfg: RLConfig) -> dict:
     """The iteration's update on this process's trajectories (possibly none); non-finite weights after it
     stop the run before anything is saved. Collective."""
+    model = policy.train
     opt, sched = state.optimizer(model, cfg)
     model.train()
     batch = scoring_batch(processor, train.trajs, state.iteration, cfg.mask_old_segments).to(model.device)
     sampled = sampled_logprobs(train.trajs, batch, state.iteration)
     where = f"rl iteration {state.iteration + 1}"
     stats = train_on(model, batch, train.scored, cfg, opt, sampled, sched, where=where)
-    require_finite_weights(model, f"{where}, after the update")
+    policy.updated()
+    require_finite_weights(policy.full(), f"{where}, after the update")
     state.optimizer_steps = sched.done
     return {**stats, "lr": opt.param_groups[0]["lr"]}
 
 
-def run_iteration(model, processor, samples, state: RLState, cfg: RLConfig, reward_fn) -> dict:
-    """One iteration: a local phase (draw, roll out, score), one sync phase, then the update (skipped
-    on every process when no process has a trajectory to train on). Collective under several processes."""
-    shard, weight, times = _local_phase(model, processor, samples, state, cfg, reward_fn)
+def run_iteration(policy: Policy, processor, samples, state: RLState, cfg: RLConfig, reward_fn) -> dict:
+    """One iteration: a local phase (draw, roll out from whole weights, score), one sync phase, then the
+    update (skipped on every process when no process has a trajectory to train on). Collective under
+    several processes."""
+    shard, weight, times = _local_phase(policy.full(), processor, samples, state, cfg, reward_fn)
     if shard.scored.errors:  # on the console too, not only in metrics.jsonl
         rank = f" (process {world()[0]})" if world()[1] > 1 else ""
         print(f"[rl] it {state.iteration + 1}: {len(shard.scored.errors)} verifier errors{rank}, e.g. "
               f"{shard.scored.errors[0]}")
     train, records, sums = _sync_phase(state, shard, cfg)
     t = time.time()
-    stats = _train(model, processor, train, state, cfg) if sums[5] > 0 else {}
+    stats = _train(policy, processor, train, state, cfg) if sums[5] > 0 else {}
     times["train"] = time.time() - t
     if not records:
         return {"trajectories": 0, "buffer": int(sums[2])}
@@ -367,9 +374,10 @@ def run_iteration(model, processor, samples, state: RLState, cfg: RLConfig, rewa
     return {**metrics, **stats, "length_weight": weight, "processes": world()[1]}
 
 
-def _evaluate(model, processor, cfg: RLConfig, out: Path, iteration: int) -> dict:
+def _evaluate(policy: Policy, processor, cfg: RLConfig, out: Path, iteration: int) -> dict:
     """Held-out evaluation on the main process (the others wait)."""
     metrics: dict = {}
+    model = policy.full()  # collective when sharded
     if is_main():
         d = out / "eval" / f"iter-{iteration}"
         runs = [("eval", d, 1, 0.0)]
@@ -401,50 +409,34 @@ def load_policy(cfg: RLConfig):
     return model, processor
 
 
-def main(cfg: RLConfig) -> Path:
-    init_from_launcher()
-    rank, n_proc = world()
-    check_sizes(cfg)
-    if cfg.prompts_per_iteration < n_proc:
-        raise ValueError(f"rl: prompts_per_iteration ({cfg.prompts_per_iteration}) must be at least the number "
-                         f"of processes ({n_proc}): prompts are sharded over processes")
-    seed_everything(cfg.seed)
-    out = Path(cfg.output_dir)
-    if is_main():
-        save_config(cfg, out / "config.yaml")
+def _start(cfg: RLConfig, out: Path) -> tuple[Policy, Any, list, RLState, Path | None]:
+    """The policy (weights of the latest checkpoint when resuming, then sharded if the run is), the
+    processor, the prompts, the run state and the checkpoint resumed from (None for a fresh run)."""
+    strategy = launcher_strategy(cfg.sharding, "rl")
     model, processor = load_policy(cfg)
     samples = load_data(cfg.sources, processor=processor)  # rows the processor rejects are skipped and listed
     state = RLState(cfg, samples)
     ckpt = latest_checkpoint(out) if cfg.resume else None
+    opt_state = None
     if ckpt is not None:
         check_resume_config(ckpt, to_dict(cfg), cfg.resume_allow_changes, out)
-        opt_state = state.load(ckpt, model, {s.id: s for s in samples})
-        if opt_state is not None and not cfg.reset_optimizer:  # the run's one optimizer, where it was
-            state.opt = build_optimizer(list(model.parameters()), cfg.optim)
-            state.opt.load_state_dict(opt_state)
-            state.sched = OptimizerSchedule(state.opt, cfg.optim, total_optimizer_steps(cfg),
-                                            state.optimizer_steps, local=state.optimizer_steps)
+        opt_state = state.load(ckpt, model, {s.id: s for s in samples})  # whole weights, before sharding
+    policy = Policy(model, strategy)
+    if strategy == "fsdp" and is_main():
+        print(f"[rl] FSDP2: parameters, gradients and optimizer state sharded over {world()[1]} processes")
+    if opt_state is not None and not cfg.reset_optimizer:  # the run's one optimizer, where it was
+        state.opt = build_optimizer(list(policy.train.parameters()), cfg.optim)
+        load_optimizer_state(policy.train, state.opt, opt_state)
+        state.sched = OptimizerSchedule(state.opt, cfg.optim, total_optimizer_steps(cfg), state.optimizer_steps,
+                                        local=state.optimizer_steps)
+    if ckpt is not None:
         print(f"[rl] resuming from {ckpt} (iteration {state.iteration})")
-    reward_fn = cfg.reward.build()
-    # rows an interrupted run logged after its last checkpoint are dropped: each iteration logged once
-    keep = state.iteration if ckpt is not None else -1
-    log = MetricsLog(out / "metrics.jsonl", keep_through=keep) if is_main() else None
-    if cfg.eval_at_start and cfg.eval_sources and state.iteration == 0:
-        start = _evaluate(model, processor, cfg, out, 0)
-        if log:
-            log.log(0, **start)
-    while state.iteration < cfg.iterations:
-        metrics = run_iteration(model, processor, samples, state, cfg, reward_fn)
-        state.iteration += 1
-        if cfg.eval_sources and cfg.eval_every and state.iteration % cfg.eval_every == 0:
-            metrics.update(_evaluate(model, processor, cfg, out, state.iteration))
-        if log:
-            log.log(state.iteration, **metrics)
-            print(f"[rl] it {state.iteration}: reward {metrics.get('reward', 0):.3f} acc "
-                  f"{metrics.get('accuracy', 0):.3f} len {metrics.get('length_mean', 0):.0f} "
-                  f"buffer {metrics.get('buffer', 0)}")
-        if cfg.save_every and (state.iteration % cfg.save_every == 0 or state.iteration == cfg.iterations):
-            state.save(out, model, processor, None if cfg.reset_optimizer else state.opt, config=to_dict(cfg))
+    return policy, processor, samples, state, ckpt
+
+
+def _finish(policy: Policy, processor, cfg: RLConfig, out: Path) -> None:
+    """Write the final whole-weight model once (and its LLaVA export / adapter), and the plots."""
+    model = policy.full()  # collective when sharded
     if is_main():
         save_pretrained(model, processor, out)
         from vlrl.models.llava import save_llava_copy
@@ -457,4 +449,38 @@ def main(cfg: RLConfig) -> Path:
         plot_heldout(out, out / "heldout.png", f"RL ({cfg.loss.name}): held-out pass@1")
         print(f"[save] model -> {out} (curves: {out / 'curves.png'})")
     barrier()
+
+
+def main(cfg: RLConfig) -> Path:
+    init_from_launcher()
+    check_sizes(cfg)
+    if cfg.prompts_per_iteration < world()[1]:
+        raise ValueError(f"rl: prompts_per_iteration ({cfg.prompts_per_iteration}) must be at least the number "
+                         f"of processes ({world()[1]}): prompts are sharded over processes")
+    seed_everything(cfg.seed)
+    out = Path(cfg.output_dir)
+    if is_main():
+        save_config(cfg, out / "config.yaml")
+    policy, processor, samples, state, ckpt = _start(cfg, out)
+    reward_fn = cfg.reward.build()
+    # rows an interrupted run logged after its last checkpoint are dropped: each iteration logged once
+    keep = state.iteration if ckpt is not None else -1
+    log = MetricsLog(out / "metrics.jsonl", keep_through=keep) if is_main() else None
+    if cfg.eval_at_start and cfg.eval_sources and state.iteration == 0:
+        start = _evaluate(policy, processor, cfg, out, 0)
+        if log:
+            log.log(0, **start)
+    while state.iteration < cfg.iterations:
+        metrics = run_iteration(policy, processor, samples, state, cfg, reward_fn)
+        state.iteration += 1
+        if cfg.eval_sources and cfg.eval_every and state.iteration % cfg.eval_every == 0:
+            metrics.update(_evaluate(policy, processor, cfg, out, state.iteration))
+        if log:
+            log.log(state.iteration, **metrics)
+            print(f"[rl] it {state.iteration}: reward {metrics.get('reward', 0):.3f} acc "
+                  f"{metrics.get('accuracy', 0):.3f} len {metrics.get('length_mean', 0):.0f} "
+                  f"buffer {metrics.get('buffer', 0)}")
+        if cfg.save_every and (state.iteration % cfg.save_every == 0 or state.iteration == cfg.iterations):
+            state.save(out, policy, processor, not cfg.reset_optimizer, config=to_dict(cfg))
+    _finish(policy, processor, cfg, out)
     return out

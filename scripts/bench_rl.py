@@ -167,6 +167,8 @@ def main() -> None:
     ap.add_argument("--repeat-max-period", type=int, default=RolloutConfig.repeat_max_period,
                     help="repeat detection as in RL (0 disables it; default: the RL default)")
     ap.add_argument("--repeat-times", type=int, default=RolloutConfig.repeat_times)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                    help="bf16: every forward under bf16 autocast (fp32 weights and optimizer state)")
     ap.add_argument("--lt-a", type=float, default=1.0, help="long tail: EOS hazard a / (n + b) at response token n")
     ap.add_argument("--lt-b", type=float, default=8.0)
     ap.add_argument("--lt-max-tokens", type=int, default=384, help="long tail: response cap")
@@ -177,6 +179,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     model, proc = load_pretrained(a.model) if a.model else build_vlm(load_config(ModelFile, "configs/tiny/model.yaml").model)
+    model.precision = a.precision
     timer = ForwardTimer(model.llm, model.encoder, model.projector)  # every forward of the model
     global GEN_TIMER
     GEN_TIMER = GenerateTimer()
@@ -192,6 +195,7 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "rl_step", "parameters": model.num_parameters(), "k": a.k, "prompts_per_step": a.prompts,
         "max_response_tokens": a.max_tokens, "threads": a.threads, "reference": a.reference,
+        "precision": a.precision,
         "repeat_max_period": a.repeat_max_period,
         "median_step_seconds": round(med, 4),
         "completions_per_s": round(sum(r["completions"] for r in steps) / sum(r["total"] for r in steps), 2),

@@ -97,7 +97,8 @@ def load_checkpoint_state(ckpt: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 RESUMABLE = {"iterations", "phases.steps", "max_steps_per_run", "time_limit_minutes", "save_every",
              "keep_checkpoints", "eval_sources", "eval_every", "eval_at_start", "eval_max_new_tokens",
              "eval_samples", "log_every", "trackers", "resume", "resume_allow_changes", "export_llava",
-             "save_adapter", "num_workers", "output_dir"}
+             "save_adapter", "num_workers", "output_dir",
+             "sharding"}  # sharded or not, the update is the same (tests/integration/test_distributed.py)
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -111,10 +112,11 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_changes(saved: dict, new: dict) -> dict[str, tuple[Any, Any]]:
-    """{key: (checkpoint's value, new value)} for every key a resume must not change silently."""
+    """{key: (checkpoint's value, new value)} for every key a resume must not change silently. A key the
+    checkpoint's config does not have (added to vlrl after it was written) is not a change."""
     a, b = _flat(saved), _flat(new)
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
-            if a.get(k) != b.get(k) and k not in RESUMABLE}
+            if a.get(k) != b.get(k) and k not in RESUMABLE and k in a}
 
 
 def check_resume_config(ckpt: Path, config: dict, allow: bool, output_dir: str | Path) -> None:

@@ -4,11 +4,12 @@ Under ``accelerate launch`` (any backend: gloo on CPU, NCCL on GPUs) the process
 are real collectives; in a plain ``python`` run they are identities. Data-parallel RL averages gradients
 itself (``sum_gradients``) instead of wrapping the model in DDP, because each process may hold a
 different number of finished trajectories (partial rollouts), and the exact global-batch mean needs each
-process's loss weighted by its share of the global minibatch.
+process's loss weighted by its share of the global minibatch (sharded: ``vlrl.sharding``).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, Iterable
 
 import torch
@@ -25,6 +26,25 @@ def world() -> tuple[int, int]:
 def is_main() -> bool:
     """The main process (rank 0; the only one in a plain run): the one that writes files and logs."""
     return world()[0] == 0
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def launcher_precision(requested: str, stage: str, allow_fp16: bool = False) -> str:
+    """The precision a stage runs in: ``requested`` ("fp32", "bf16", or "auto": what the launcher asks
+    for, i.e. accelerate's ``--mixed_precision`` / config file, bf16 when it says bf16, else fp32).
+    fp16 needs loss scaling, which only accelerate's supervised trainer does (``allow_fp16``): there
+    "auto" passes it on as "fp16"; elsewhere it is an error."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"{stage}: precision must be one of {', '.join(PRECISIONS)}, got '{requested}'")
+    if requested != "auto":
+        return requested
+    asked = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
+    if asked == "fp16" and not allow_fp16:
+        raise ValueError(f"{stage}: the launcher asks for fp16 mixed precision, which {stage} does not run (fp16 "
+                         f"needs loss scaling); launch with --mixed_precision bf16 or no, or set precision=bf16")
+    return {"bf16": "bf16", "fp16": "fp16"}.get(asked, "fp32")
 
 
 def init_from_launcher() -> None:

@@ -72,15 +72,20 @@ def shard(model: nn.Module, reshard_after_forward: bool = True) -> nn.Module:
     returns it. Gradients are summed over processes (the update's loss weights make the sum the global
     mean)."""
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
+    from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
     from vlrl.distributed import world
 
     device = "cuda" if model.device.type == "cuda" else "cpu"
     mesh = init_device_mesh(device, (world()[1],))
+    # bf16: the engine all-gathers bf16 copies of the fp32 shards for the forward and reduces gradients
+    # in fp32 (the shards, their gradients and Adam's moments stay fp32); the model's own autocast
+    # keeps softmax and norms in fp32, as in the full-weight copy that samples
+    bf16 = getattr(model, "precision", "fp32") == "bf16"
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
     for unit in shard_units(model):
-        fully_shard(unit, mesh=mesh, reshard_after_forward=reshard_after_forward)
-    fully_shard(model, mesh=mesh, reshard_after_forward=reshard_after_forward)
+        fully_shard(unit, mesh=mesh, reshard_after_forward=reshard_after_forward, mp_policy=mp)
+    fully_shard(model, mesh=mesh, reshard_after_forward=reshard_after_forward, mp_policy=mp)
     register_fsdp_forward_method(model, "response_logprobs")
     for unit in model.modules():  # each FSDP unit keeps its own reduction settings
         if isinstance(unit, FSDPModule):
@@ -146,8 +151,7 @@ class Policy:
         self._copy: nn.Module | None = None
         self._fresh = True
         if strategy == "fsdp":
-            self._copy = copy.deepcopy(model)  # whole weights, same modules (LoRA, hooks) as the trained one
-            _free(self._copy)
+            self._copy = _empty_copy(model)  # the same modules (LoRA, hooks), weights filled by full()
             self._fresh = False
             model = shard(model, reshard_after_forward)
         self.train = model
@@ -163,8 +167,8 @@ class Policy:
         if not self._fresh:
             state = full_state_dict(self.train)
             for name, t in [*self._copy.named_parameters(), *self._copy.named_buffers()]:
-                if name in state:
-                    v = state[name].detach().to(t.device)
+                if name in state:  # popped: each gathered tensor's buffer goes as soon as it is copied
+                    v = state.pop(name).detach().to(t.device)
                     if v.untyped_storage().nbytes() != v.numel() * v.element_size():
                         v = v.clone()  # a view into FSDP's padded all-gather buffer: own storage to save it
                     t.data = v
@@ -176,6 +180,14 @@ class Policy:
         if self._copy is not None:
             _free(self._copy)
             self._fresh = False
+
+
+def _empty_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` whose parameters are empty (never a second copy of the weights in memory:
+    each parameter is pre-seeded in deepcopy's memo; tied parameters stay tied)."""
+    memo = {id(p): nn.Parameter(torch.empty(0, dtype=p.dtype, device=p.device), requires_grad=p.requires_grad)
+            for p in model.parameters()}
+    return copy.deepcopy(model, memo)
 
 
 def _free(module: nn.Module) -> None:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from processors.collate import collate_sft
 from vlrl.checkpoint import check_resume_config, latest_checkpoint, load_checkpoint_state, save_checkpoint
 from vlrl.config import DataConfig, ModelConfig, OptimConfig, to_dict
-from vlrl.distributed import accelerator, all_sum, is_main
+from vlrl.distributed import accelerator, all_sum, is_main, launcher_precision
 from vlrl.guards import require_finite
 from vlrl.eval.curves import plot_curves
 from vlrl.models.builder import WEIGHTS_NAME, save_pretrained
@@ -69,6 +69,10 @@ class SFTConfig:
     # where it stands): baselines at the wall time of another run (scripts/bench_learning.py)
     time_limit_minutes: Optional[float] = None
     trackers: List[str] = field(default_factory=lambda: ["tensorboard"])
+    # auto | fp32 | bf16: bf16 = every forward under bf16 autocast with fp32 master weights and optimizer
+    # state; auto follows the launcher's --mixed_precision (which accelerate also applies: its FSDP
+    # mixed-precision policy, fp16 with loss scaling)
+    precision: str = "auto"
     export_llava: bool = False  # also write the final model as a transformers LLaVA in output_dir/hf
     save_adapter: bool = False  # with model.lora: also the adapter alone (peft, LLaVA layout) in output_dir/adapter
     seed: int = 0
@@ -124,6 +128,11 @@ class SFTTrainer:
     def __init__(self, cfg: SFTConfig, model, processor, dataset: SFTDataset, stage: str) -> None:
         self.cfg, self.model, self.processor, self.stage = cfg, model, processor, stage
         self.out = Path(cfg.output_dir)
+        # bf16 is the model's own autocast (its evaluations generate in it too), so it needs no accelerate
+        # state (a process's first Accelerator fixes that state for every later stage of a pipeline);
+        # accelerate still applies the launcher's --mixed_precision (its FSDP policy, fp16's loss scaling)
+        precision = launcher_precision(cfg.precision, stage, allow_fp16=True)
+        model.precision = "bf16" if precision == "bf16" else "fp32"
         self.accel = accelerator(gradient_accumulation_steps=cfg.optim.grad_accum,
                                  log_with=_trackers(cfg) or None, project_dir=str(self.out))
         check_sizes(cfg)

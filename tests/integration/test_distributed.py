@@ -193,23 +193,27 @@ def test_curate_two_processes_probe_every_prompt_once(sft_tiny, tmp_path):
 
 
 @pytest.mark.slow
-def test_long2short_two_processes_run_every_method(sft_tiny, saved_tiny, tmp_path):
+@pytest.mark.parametrize("sharding,port", [("none", 29537), ("fsdp", 29541)])
+def test_long2short_two_processes_run_every_method(sft_tiny, saved_tiny, tmp_path, sharding, port):
     """`vlrl long2short` with 2 processes: sampling is sharded and gathered back in prompt order (every
     prompt exactly once, n responses each), every method trains and saves a loadable model, and the report
-    lists every model."""
+    lists every model. Under an FSDP launch, DPO and RL update a sharded policy."""
     from vlrl.data import load_samples
     from vlrl.models import load_pretrained
 
     out = tmp_path / "l2s"
     sources = "[synth:shapes?n=6&seed=4&levels=1,synth:arithmetic?n=5&seed=4&levels=1]"
-    launch(2, "-m", "vlrl.cli", "long2short", "--config", "configs/tiny/long2short.yaml", f"long_model={sft_tiny}",
+    proc = launch(2, "-m", "vlrl.cli", "long2short", "--config", "configs/tiny/long2short.yaml", f"long_model={sft_tiny}",
            f"short_model={saved_tiny}", f"output_dir={out}", f"sources={sources}",
            "eval_sources=[synth:shapes?n=4&seed=999&levels=1,synth:arithmetic?n=2&seed=999&levels=1]",
            "eval_max_new_tokens=12", "sample.n=8", "sample.max_new_tokens=12", "shortest_rs.steps=2",
            "shortest_rs.sample_from=long",
            "shortest_rs.batch_size=4", "dpo.epochs=1", "dpo.ratio=1.0",
            "rl.overrides=[iterations=1,prompts_per_iteration=2,rollout.k=2,rollout.max_response_tokens=8,"
-           "'sources=[synth:arithmetic?n=10&seed=2&levels=1]']", port=29537)
+           "'sources=[synth:arithmetic?n=10&seed=2&levels=1]']", port=port,
+           env={"ACCELERATE_USE_FSDP": "true"} if sharding == "fsdp" else None)
+    sharded = ("FSDP2 over 2 processes" in proc.stdout, "FSDP2: parameters" in proc.stdout)
+    assert sharded == ((True, True) if sharding == "fsdp" else (False, False))
     rows = [json.loads(x) for x in (out / "samples" / "long.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == [s.id for s in load_samples(sources.strip("[]").split(",")[0])] + \
         [s.id for s in load_samples(sources.strip("[]").split(",")[1])]
@@ -218,3 +222,39 @@ def test_long2short_two_processes_run_every_method(sft_tiny, saved_tiny, tmp_pat
         load_pretrained(out / method)
     table = json.loads((out / "report.json").read_text())["table"]
     assert set(table["overall"]) == {"long", "short", "merge", "shortest_rs", "dpo", "rl"}
+
+
+@pytest.mark.slow
+def test_fsdp_halves_each_process_update_state(tmp_path):
+    """scripts/bench_sharding.py on the tiny model: under FSDP2 on 2 processes the busiest process holds
+    about half the parameter, gradient and Adam bytes of a data-parallel process (the shards of dim 0
+    are padded to equal size, so not exactly half), and gathers the whole weights only for rollouts."""
+    proc = subprocess.run([sys.executable, "scripts/bench_sharding.py", "--sizes", "tiny", "--port", "29542"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    arms = json.loads(proc.stdout)["tiny"]["arms"]
+    one, dp, fs = arms["1 process"], arms["2 processes, data parallel"], arms["2 processes, fsdp"]
+    assert dp["update_state_mb"] == one["update_state_mb"] and dp["rollout_copy_mb"] == 0
+    for key in ("parameter_mb", "gradient_mb", "optimizer_mb"):
+        assert 0.45 <= fs[key] / dp[key] <= 0.55, key
+    assert fs["rollout_copy_mb"] == dp["parameter_mb"]
+
+
+@pytest.mark.slow
+def test_sharded_rl_in_bf16_keeps_fp32_shards(sft_tiny, tmp_path):
+    """FSDP2 with the engine's mixed-precision policy (bf16 all-gathers, fp32 gradient reductions) and
+    the model's autocast: the sharded scorer's log-probs stay within bf16's tolerance (0.1 per token)
+    of the whole-weight sampler's, the policy moves, and the saved weights are fp32."""
+    out = tmp_path / "rl"
+    proc = launch(2, "-m", "vlrl.cli", "rl", "--config", "configs/tiny/rl.yaml", f"init_from={sft_tiny}",
+                  f"output_dir={out}", "sources=[synth:shapes?n=30&seed=2&levels=1-2,synth:arithmetic?n=30&seed=2&levels=1]",
+                  "eval_sources=[]", "prompts_per_iteration=4", "rollout.k=4", "rollout.max_response_tokens=12",
+                  "minibatch_size=16", "optim.lr=1e-3", "reference=recompute", "iterations=2", "save_every=0",
+                  "precision=bf16", "length_penalty.weight=0.5", "length_penalty.warmup_iterations=0",
+                  "export_llava=false", port=29543, env={"ACCELERATE_USE_FSDP": "true"})
+    assert "FSDP2: parameters" in proc.stdout and "bf16 autocast" in proc.stdout
+    rows = [r for r in _rows(out) if "loss" in r]
+    assert rows and all(0 < r["sampling_logprob_diff_max"] < 0.1 for r in rows)
+    w, init = _weights(out), _weights(Path(sft_tiny))
+    assert all(t.dtype == torch.float32 for t in w.values())
+    assert max((w[k] - init[k]).abs().max().item() for k in w) > 1e-4

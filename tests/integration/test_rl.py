@@ -234,3 +234,18 @@ def test_target_kl_stops_the_iteration_once_the_policy_moved_that_far(tiny):
     free, bounded = run(0.0), run(1e-6)
     assert free["optimizer_steps"] == 4 and free["kl_stopped"] == 0  # 2 passes x 2 minibatches of 2 groups
     assert bounded["optimizer_steps"] == 1 and bounded["kl_stopped"] == 1 and bounded["approx_kl"] > 1e-6
+
+
+def test_rl_in_bf16_trains_and_saves_fp32_weights(sft_tiny, tmp_path, capsys):
+    """precision=bf16: rollouts and the update run under bf16 autocast; the rescored reference is within
+    bf16's tolerance of the sampler (0.1 per token), the policy moves, and the saved weights are fp32."""
+    from safetensors.torch import load_file
+
+    out = main(rl_cfg(sft_tiny, tmp_path, "iterations=2", "precision=bf16", "reference=recompute",
+                      "length_penalty.weight=0.5", "length_penalty.warmup_iterations=0"))
+    assert "[rl] bf16 autocast, fp32 master weights" in capsys.readouterr().out
+    r = [x for x in rows(out) if "loss" in x]
+    assert r and all(0 < x["sampling_logprob_diff_max"] < 0.1 for x in r)
+    w, init = load_file(str(out / "model.safetensors")), load_file(str(sft_tiny / "model.safetensors"))
+    assert all(t.dtype == torch.float32 for t in w.values())
+    assert max((w[k] - init[k]).abs().max().item() for k in w) > 1e-4

@@ -110,3 +110,23 @@ def test_time_limit_ends_the_run_as_finished(tmp_path):
     assert (out / "model.safetensors").exists()
     assert sorted(losses(out)) == [1]
     assert (out / "checkpoints" / "step-1" / "trainer_state.json").exists()
+
+
+def test_warmup_in_bf16_runs_its_forwards_under_autocast(tmp_path, monkeypatch):
+    """precision=bf16 for a supervised stage: the LM head computes in bf16 (autocast) during training,
+    while the saved weights are fp32."""
+    from safetensors.torch import load_file
+
+    from vlrl.models.vlm import VisionLanguageModel
+
+    seen, forward = set(), VisionLanguageModel.forward
+
+    def spy(self, batch, **kw):
+        out = forward(self, batch, **kw)
+        seen.add(out.logits.dtype)
+        return out
+
+    monkeypatch.setattr(VisionLanguageModel, "forward", spy)
+    out = warmup.main(warmup_cfg(tmp_path, "phases=[{steps: 2}]", "precision=bf16"))
+    assert seen == {torch.bfloat16}
+    assert all(t.dtype == torch.float32 for t in load_file(str(out / "model.safetensors")).values())

@@ -172,12 +172,21 @@ def unsafe_saved_config(cfg: ModelConfig) -> list[str]:
     return why
 
 
-def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -> tuple[VisionLanguageModel, MultimodalProcessor]:
+def load_pretrained(directory: str | Path, device: str | torch.device = "cpu",
+                    precision: str = "fp32") -> tuple[VisionLanguageModel, MultimodalProcessor]:
     """Load a directory written by :func:`save_pretrained` (no network, no pretrained sources, no code from
     the directory: a config naming paths, hub ids or ``trust_remote_code`` is refused, see
     :func:`unsafe_saved_config`), or import a transformers LLaVA checkpoint (a directory, or a hub id in the
-    local cache: ``vlrl.models.llava``)."""
-    directory = Path(directory)
+    local cache: ``vlrl.models.llava``). ``precision``: "bf16" runs the model's forwards under bf16
+    autocast (the weights stay fp32), see ``VisionLanguageModel.autocast``."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"load_pretrained: precision must be fp32 or bf16, got '{precision}'")
+    model, processor = _load(Path(directory), device)
+    model.precision = precision
+    return model, processor
+
+
+def _load(directory: Path, device: str | torch.device) -> tuple[VisionLanguageModel, MultimodalProcessor]:
     cfg_path = directory / CONFIG_NAME
     if not cfg_path.is_file():
         from vlrl.models.llava import import_llava, is_llava

@@ -196,6 +196,17 @@ def generate(
     """
     was_training = model.training
     model.eval()
+    try:
+        with model.autocast():  # bf16 under precision: bf16, as the scoring forward
+            return _decode(model, batch, params, eos_token_id, generator, on_tokens, samples_per_prompt,
+                           max_new_per_prompt, row_keys)
+    finally:
+        model.train(was_training)
+
+
+def _decode(model: VisionLanguageModel, batch: Batch, params: SamplingParams, eos_token_id: int, generator,
+            on_tokens, samples_per_prompt, max_new_per_prompt, row_keys) -> GenerationOutput:
+    """The body of :func:`generate` (same arguments): prefill, then one decode step per new token."""
     llm = llm_forward(model.llm, params.compile)
     cache_key = cache_kwarg(type(model.llm))
     stop = torch.tensor(params.stop_token_ids or [eos_token_id], device=batch.input_ids.device)
@@ -232,7 +243,6 @@ def generate(
         out = llm(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None],
                   use_cache=True, **{cache_key: cache})
         logits, next_pos = out.logits[:, -1], next_pos + 1
-    model.train(was_training)
     return _output(toks, lps, lengths, stopped, looped, index)
 
 

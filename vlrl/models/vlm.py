@@ -46,10 +46,18 @@ class VisionLanguageModel(nn.Module):
         self.llm = llm
         self.image_token_id = int(image_token_id)
         self.config = config
+        # "bf16": forwards (training, scoring, generation) under bf16 autocast while the weights, their
+        # gradients and the optimizer state stay fp32 (the master copy); set by the stage (``precision``)
+        self.precision = "fp32"
 
     @property
     def device(self) -> torch.device:
         return next(self.llm.parameters()).device
+
+    def autocast(self) -> torch.autocast:
+        """The context every forward of this model runs in: bf16 autocast when ``precision`` is "bf16"
+        (matmuls in bf16, softmax / norms / losses kept in fp32 by autocast's rules), else a no-op."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     @property
     def num_image_tokens(self) -> int:
@@ -95,12 +103,13 @@ class VisionLanguageModel(nn.Module):
     def forward(self, batch: Batch, **llm_kwargs):
         """Full forward on a collated batch. Returns the LLM's output (``.logits`` (B, T, V); ``.loss``
         when ``batch.labels`` is set: mean cross-entropy over response tokens)."""
-        embeds = self.embed(batch.input_ids, batch.pixel_values, batch.image_counts, batch.sample_ids)
-        # with labels the causal LM computes the shifted cross-entropy over labelled tokens (IGNORE_INDEX
-        # -100 elsewhere): vlrl.algos.sft.sft_loss, written out and tested by hand there
-        return self.llm(inputs_embeds=embeds, attention_mask=batch.attention_mask,
-                        position_ids=position_ids_from_mask(batch.attention_mask), use_cache=False,
-                        labels=batch.labels, **llm_kwargs)
+        with self.autocast():
+            embeds = self.embed(batch.input_ids, batch.pixel_values, batch.image_counts, batch.sample_ids)
+            # with labels the causal LM computes the shifted cross-entropy over labelled tokens (IGNORE_INDEX
+            # -100 elsewhere): vlrl.algos.sft.sft_loss, written out and tested by hand there
+            return self.llm(inputs_embeds=embeds, attention_mask=batch.attention_mask,
+                            position_ids=position_ids_from_mask(batch.attention_mask), use_cache=False,
+                            labels=batch.labels, **llm_kwargs)
 
     def response_logprobs(self, batch: Batch, with_entropy: bool = False,
                           temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -27,7 +27,7 @@ from vlrl.curation import (DEFAULT_DISCIPLINES, DEFAULT_DOMAINS, ProbeCache, Pro
 from vlrl.curation.report import distribution, kind_check, write_report
 from vlrl.curation.tags import model_domains
 from vlrl.data import load_data
-from vlrl.distributed import is_main
+from vlrl.distributed import is_main, launcher_precision
 from vlrl.rewards.config import RewardConfig, verifier_config
 
 
@@ -82,6 +82,7 @@ class CurateConfig:
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     cache_dir: str = ""  # default: <output_dir>/cache
     seed: int = 0
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast, fp32 weights); auto: the launcher's --mixed_precision
     output_dir: str = "runs/tiny/curate"
 
 
@@ -155,7 +156,8 @@ def main(cfg: CurateConfig) -> dict:
     if needs_model and not cfg.model:
         raise ValueError("curate: the hack / difficulty probes and the model tagger need model=<a saved model "
                          "directory>; or switch them off (hack.enabled=false difficulty.enabled=false)")
-    model, processor = load_pretrained(cfg.model, device=accel.device) if needs_model else (None, None)
+    precision = launcher_precision(cfg.precision, "curate")
+    model, processor = load_pretrained(cfg.model, accel.device, precision) if needs_model else (None, None)
     domains, disciplines = cfg.tagger.domains or DEFAULT_DOMAINS, cfg.tagger.disciplines or DEFAULT_DISCIPLINES
     guesses = model_domains(model, processor, pool, list(domains)) if cfg.tagger.model_based else None
     for i, s in enumerate(pool):

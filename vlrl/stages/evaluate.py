@@ -16,6 +16,7 @@ from typing import Any, List, Optional
 
 from vlrl.config import save_config
 from vlrl.data import load_data, load_samples
+from vlrl.distributed import launcher_precision
 from vlrl.eval import evaluate_samples, full_report, write_report
 from vlrl.models import SamplingParams, load_pretrained
 from vlrl.rewards.config import RewardConfig
@@ -33,6 +34,7 @@ class EvalConfig:
     ks: List[int] = field(default_factory=lambda: [1, 4, 8])
     batch_size: int = 32
     seed: int = 0
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast, fp32 weights); auto: the launcher's --mixed_precision
     system_prompt: Optional[str] = None
     reward: RewardConfig = field(default_factory=RewardConfig)
     output_dir: str = "runs/eval"
@@ -56,7 +58,7 @@ def main(cfg: EvalConfig) -> dict:
         raise ValueError("eval: n > 1 responses per prompt need temperature > 0 (greedy answers are identical)")
     out = Path(cfg.output_dir)
     save_config(cfg, out / "config.yaml")
-    model, processor = load_pretrained(cfg.model)
+    model, processor = load_pretrained(cfg.model, precision=launcher_precision(cfg.precision, "eval"))
     samples = load_data(cfg.sources, "skip", processor)
     check_held_out(samples, cfg.exclude_ids_from)
     reward_fn = cfg.reward.build()

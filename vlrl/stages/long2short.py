@@ -29,7 +29,7 @@ import torch
 
 from vlrl.algos.merge import merge_models
 from vlrl.config import LoRAConfig, OptimConfig, save_config
-from vlrl.distributed import barrier, gather_objects, init_from_launcher, is_main, world
+from vlrl.distributed import barrier, gather_objects, init_from_launcher, is_main, launcher_precision, world
 from vlrl.eval.metrics import PromptRecord
 from vlrl.models.builder import CONFIG_NAME, WEIGHTS_NAME
 from vlrl.rewards.config import RewardConfig, verifier_config
@@ -104,6 +104,9 @@ class Long2ShortConfig:
     dpo: DPOConfig = field(default_factory=DPOConfig)
     rl: L2SRLConfig = field(default_factory=L2SRLConfig)
     seed: int = 0
+    # auto | fp32 | bf16 for every method (sampling, DPO, the shortest-RS SFT, RL, the evaluations):
+    # autocast with fp32 weights; auto follows the launcher's --mixed_precision
+    precision: str = "auto"
     output_dir: str = "runs/tiny/long2short"
 
 
@@ -122,7 +125,7 @@ def sample_records(model_dir: str, cfg: Long2ShortConfig, cache: Path) -> tuple[
     samples = load_data(cfg.sources)
     if not cache.is_file():
         rank, n = world()
-        model, processor = load_pretrained(model_dir)
+        model, processor = load_pretrained(model_dir, precision=launcher_precision(cfg.precision, "long2short"))
         s = cfg.sample
         params = SamplingParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature, num_samples=s.n)
         mine = evaluate_samples(model, processor, samples[rank::n], params, cfg.reward.build(),
@@ -160,7 +163,8 @@ def run_shortest_rs(cfg: Long2ShortConfig, base: str, samples_cache: Path, out: 
     rs = cfg.shortest_rs
     wcfg = load_config(warmup.WarmupConfig, None, [
         f"init_from={base}", f"data.sources=[{data}]", f"phases=[{{steps: {rs.steps}}}]", f"batch_size={rs.batch_size}",
-        f"optim.lr={rs.lr}", "optim.warmup_steps=10", f"output_dir={out}", f"seed={cfg.seed}", "trackers=[]"])
+        f"optim.lr={rs.lr}", "optim.warmup_steps=10", f"output_dir={out}", f"seed={cfg.seed}", "trackers=[]",
+        f"precision={cfg.precision}"])
     wcfg.model.lora = rs.lora
     if rs.time_limit_minutes is not None:
         wcfg.time_limit_minutes = max(0.0, rs.time_limit_minutes - (time.time() - t0) / 60)
@@ -201,7 +205,7 @@ def run_dpo(cfg: Long2ShortConfig, samples_cache: Path, out: Path) -> None:
     pairs = dpo_pairs(records, samples, cfg.dpo.ratio, cfg.dpo.pairs_per_prompt)
     if not pairs:
         raise ValueError("dpo: no preference pairs (no prompt has a correct response and a wrong or longer one)")
-    model, processor = load_pretrained(cfg.long_model)
+    model, processor = load_pretrained(cfg.long_model, precision=launcher_precision(cfg.precision, "dpo"))
     if cfg.dpo.lora is not None:
         from vlrl.models.lora import add_lora
         from vlrl.models.trainable import MODULES, set_trainable
@@ -209,7 +213,10 @@ def run_dpo(cfg: Long2ShortConfig, samples_cache: Path, out: Path) -> None:
         add_lora(model, cfg.dpo.lora)
         set_trainable(model, MODULES, key="dpo")
     trajs, rewards, group = _dpo_rows(pairs, processor)
-    print(f"[dpo] {len(pairs)} pairs ({sum(not p.rejected_correct for p in pairs)} with a wrong rejected answer)")
+    if is_main():
+        shard = f"; FSDP2 over {world()[1]} processes" if strategy == "fsdp" else ""
+        print(f"[dpo] {len(pairs)} pairs ({sum(not p.rejected_correct for p in pairs)} with a wrong rejected "
+              f"answer){shard}")
     batch = scoring_batch(processor, trajs, 0, False) if trajs else None
     policy = Policy(model, strategy)
     opt = build_optimizer(list(policy.train.parameters()), cfg.dpo.optim)
@@ -218,7 +225,8 @@ def run_dpo(cfg: Long2ShortConfig, samples_cache: Path, out: Path) -> None:
                           {"beta": cfg.dpo.beta}, opt,
                           UpdateConfig(passes=cfg.dpo.epochs, minibatch_size=cfg.dpo.minibatch_size,
                                        micro_batch_size=cfg.dpo.micro_batch_size, grad_clip=cfg.dpo.optim.grad_clip))
-    print("[dpo] last step: " + ", ".join(f"{k} {v:.3f}" for k, v in stats.items()))
+    if is_main():
+        print("[dpo] last step: " + ", ".join(f"{k} {v:.3f}" for k, v in stats.items()))
     policy.updated()
     model = policy.full()  # collective when sharded
     if is_main():
@@ -237,8 +245,9 @@ def run_rl(cfg: Long2ShortConfig, models: dict[str, str], out: Path) -> None:
         raise ValueError(f"long2short: rl.start '{start}' is not 'best' or one of the models so far {sorted(models)}")
     if is_main():
         print(f"[long2short] rl starts from '{start}' ({models[start]})")
-    rcfg = load_config(rl.RLConfig, cfg.rl.config, [*cfg.rl.overrides, f"init_from={models[start]}",
-                                                     f"output_dir={out}", "eval_sources=[]"])
+    rcfg = load_config(rl.RLConfig, cfg.rl.config, [f"precision={cfg.precision}", *cfg.rl.overrides,
+                                                     f"init_from={models[start]}", f"output_dir={out}",
+                                                     "eval_sources=[]"])
     rl.main(rcfg)
     if is_main():
         (out / "start.txt").write_text(f"{start}\n{models[start]}\n")
@@ -284,7 +293,7 @@ def evaluate_models(cfg: Long2ShortConfig, models: dict[str, str], out: Path) ->
                 write_report(json.loads((done / "eval.json").read_text()), records, cached.parent, name)
                 print(f"[long2short] {name}: reusing its stage's evaluation on the same held-out set ({done})")
             else:
-                model, processor = load_pretrained(path)
+                model, processor = load_pretrained(path, precision=launcher_precision(cfg.precision, "long2short"))
                 heldout.evaluate_held_out(model, processor, cfg.eval_sources, cfg.eval_max_new_tokens, cached.parent,
                                           name, cfg.reward)
     barrier()

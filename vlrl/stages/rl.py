@@ -41,7 +41,7 @@ from vlrl.models.builder import WEIGHTS_NAME, enable_gradient_checkpointing
 from vlrl.models.lora import add_lora
 from vlrl.models.trainable import MODULES, set_trainable
 from vlrl.rewards.config import RewardConfig, verifier_config
-from vlrl.distributed import all_sum, barrier, gather_objects, init_from_launcher, is_main, world
+from vlrl.distributed import all_sum, barrier, gather_objects, init_from_launcher, is_main, launcher_precision, world
 from vlrl.sharding import Policy, full_optimizer_state, launcher_strategy, load_optimizer_state
 from vlrl.guards import NonFiniteError, require_finite_rewards, require_finite_weights
 from vlrl.training import (MetricsLog, OptimizerSchedule, build_optimizer, rng_state, seed_everything,
@@ -108,6 +108,12 @@ class RLConfig:
     # the update, and rolls out from whole weights gathered once per iteration; "auto" follows the launcher
     # (accelerate launch --config_file configs/accelerate/fsdp.yaml); one process never shards
     sharding: str = "auto"
+    # auto | fp32 | bf16: bf16 runs every forward (rollouts, scoring, the update) under bf16 autocast with
+    # fp32 master weights and optimizer state (under FSDP: the engine's bf16 all-gathers, fp32 reductions);
+    # "auto" follows the launcher's --mixed_precision. The sampler's and the loss's log-probs then differ by
+    # bf16 rounding (docs/guide.md has the measured tolerance), so the log-ratio is not exactly 0 at an
+    # iteration's first step with reference: sampler; reference: recompute makes it 0 again
+    precision: str = "auto"
     steps_per_iteration: int = 2  # passes over the iteration's responses
     # trust region: stop an iteration's optimizer steps once the policy's mean per-token KL to pi_theta_i on
     # the minibatch just scored passes this (0 = off); Adam's per-weight steps move the policy much further
@@ -393,11 +399,12 @@ def _evaluate(policy: Policy, processor, cfg: RLConfig, out: Path, iteration: in
 
 
 def load_policy(cfg: RLConfig):
-    """The starting policy on this process's device, with the run's gradient checkpointing, LoRA
-    adapters and trainable modules."""
+    """The starting policy on this process's device, with the run's precision, gradient checkpointing,
+    LoRA adapters and trainable modules."""
     from accelerate import PartialState
 
-    model, processor = load_pretrained(cfg.init_from, device=PartialState().device)
+    model, processor = load_pretrained(cfg.init_from, device=PartialState().device,
+                                       precision=launcher_precision(cfg.precision, "rl"))
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     if cfg.lora is not None:
@@ -424,6 +431,8 @@ def _start(cfg: RLConfig, out: Path) -> tuple[Policy, Any, list, RLState, Path |
     policy = Policy(model, strategy)
     if strategy == "fsdp" and is_main():
         print(f"[rl] FSDP2: parameters, gradients and optimizer state sharded over {world()[1]} processes")
+    if model.precision == "bf16" and is_main():
+        print("[rl] bf16 autocast, fp32 master weights and optimizer state")
     if opt_state is not None and not cfg.reset_optimizer:  # the run's one optimizer, where it was
         state.opt = build_optimizer(list(policy.train.parameters()), cfg.optim)
         load_optimizer_state(policy.train, state.opt, opt_state)

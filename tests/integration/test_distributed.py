@@ -110,8 +110,8 @@ def _rows(out: Path) -> list[dict]:
 def test_sharded_rl_run_resumes_on_one_process_as_if_uninterrupted(sft_tiny, tmp_path):
     """FSDP2 over 2 processes (sharding: auto, switched on by the launcher's ACCELERATE_USE_FSDP) for 3
     iterations with partial rollouts, one optimizer across iterations and a checkpoint each iteration,
-    against the same run killed after iteration 3 was logged but before its checkpoint, resumed on 1
-    process. Iteration 3 draws the same trajectories (keyed sampling: rewards and lengths equal), and
+    against the same run as a kill after iteration 3 was logged but before its checkpoint leaves it (the
+    step-3 checkpoint and the final weights removed), resumed on 1 process. Iteration 3 draws the same trajectories (keyed sampling: rewards and lengths equal), and
     the final weights agree within 1e-4 (the 2-process gradient sums differ from 1 process in float
     order, and Adam's division by sqrt(v) magnifies that to ~1e-5). Under FSDP the sampler's log-probs
     equal a rescoring by the sharded model within 1e-4, and the optimizer state is saved by name."""

@@ -16,12 +16,17 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
 
-def launch(n: int, *args: str, port: int, env: dict | None = None) -> subprocess.CompletedProcess:
-    """``accelerate launch`` with ``n`` processes (a plain python run for n = 1), ``env`` added."""
+def launch(n: int, *args: str, port: int, env: dict | None = None,
+           config_file: str | None = None) -> subprocess.CompletedProcess:
+    """``accelerate launch`` with ``n`` processes (a plain python run for n = 1), ``env`` added; with
+    ``config_file`` (one of configs/accelerate/) the launch reads it, as a user's would."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            **(env or {})}
     if n == 1:
         cmd = [sys.executable, *args]
+    elif config_file:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config_file, "--num_processes",
+               str(n), "--mixed_precision", "no", "--main_process_port", str(port), *args]
     else:
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n),
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
@@ -108,7 +113,7 @@ def _rows(out: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_sharded_rl_run_resumes_on_one_process_as_if_uninterrupted(sft_tiny, tmp_path):
-    """FSDP2 over 2 processes (sharding: auto, switched on by the launcher's ACCELERATE_USE_FSDP) for 3
+    """FSDP2 over 2 processes (launched with configs/accelerate/fsdp.yaml, sharding: auto) for 3
     iterations with partial rollouts, one optimizer across iterations and a checkpoint each iteration,
     against the same run as a kill after iteration 3 was logged but before its checkpoint leaves it (the
     step-3 checkpoint and the final weights removed), resumed on 1 process. Iteration 3 draws the same trajectories (keyed sampling: rewards and lengths equal), and
@@ -123,7 +128,7 @@ def test_sharded_rl_run_resumes_on_one_process_as_if_uninterrupted(sft_tiny, tmp
                 "iterations=3", "export_llava=false", "sampling.strategy=uniform"]
 
     a, b = tmp_path / "a", tmp_path / "b"
-    proc = launch(2, *cmd(a), port=29540, env={"ACCELERATE_USE_FSDP": "true"})
+    proc = launch(2, *cmd(a), port=29540, config_file="configs/accelerate/fsdp.yaml")
     assert "FSDP2: parameters, gradients and optimizer state sharded over 2 processes" in proc.stdout
     shutil.copytree(a, b)
     shutil.rmtree(b / "checkpoints" / "step-3")

@@ -82,7 +82,8 @@ def shard(model: nn.Module, reshard_after_forward: bool = True) -> nn.Module:
     # in fp32 (the shards, their gradients and Adam's moments stay fp32); the model's own autocast
     # keeps softmax and norms in fp32, as in the full-weight copy that samples
     bf16 = getattr(model, "precision", "fp32") == "bf16"
-    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
+    mp = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16
+          else MixedPrecisionPolicy())
     for unit in shard_units(model):
         fully_shard(unit, mesh=mesh, reshard_after_forward=reshard_after_forward, mp_policy=mp)
     fully_shard(model, mesh=mesh, reshard_after_forward=reshard_after_forward, mp_policy=mp)

@@ -21,7 +21,10 @@ from typing import Callable, Sequence
 
 from vlrl.stages import STAGES
 
-EPILOG = "Config overrides are key=value pairs after the options, e.g. optim.lr=1e-4 steps=50."
+EPILOG = ("Config overrides are key=value pairs after the options, e.g. optim.lr=1e-4 steps=50. "
+          "Several processes or GPUs: accelerate launch --config_file configs/accelerate/ddp.yaml (or fsdp.yaml: "
+          "parameters, gradients and Adam state sharded, RL and long2short included) -m vlrl.cli <stage> ...; "
+          "precision=bf16 runs a stage under bf16 autocast with fp32 weights (docs/guide.md).")
 
 
 def _stage(sub, name: str, help_text: str, module: str, schema: str) -> None:

@@ -28,6 +28,7 @@ over the warm-up (mean over seeds; ``rl_gain_std/<modality>`` is the spread). Fi
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -100,12 +101,18 @@ class Bench:
              self.out / "logs/warmup.log", self.a.threads_total)
         return w
 
+    def eval_dir(self, model: Path, how: str) -> Path:
+        """Where ``model``'s ``how`` (greedy | sampled) evaluation is cached: one directory per held-out set
+        and sample count, since one model may be measured on several sets (validation and held-out)."""
+        tag = hashlib.sha1(json.dumps([self.eval_sources, self.a.samples]).encode()).hexdigest()[:8]
+        return model / "bench_eval" / f"{how}-{tag}"
+
     def evaluate(self, model: Path, threads: int) -> dict:
         """{greedy/<modality>, sampled/<modality>} pass@1 of ``model`` on the held-out set (cached)."""
         result: dict = {}
         for how, extra in (("greedy", ["n=1", "temperature=0.0"]),
                            ("sampled", [f"n={self.a.samples}", "temperature=1.0"])):
-            d = model / "bench_eval" / how
+            d = self.eval_dir(model, how)
             if not (d / "eval.json").is_file():
                 vlrl(["eval", f"model={model}", f"sources=[{','.join(self.eval_sources)}]", "max_new_tokens=256",
                       "ks=[1]", "reward.kwargs={symbolic: false}", f"output_dir={d}", *extra], d / "eval.log", threads)

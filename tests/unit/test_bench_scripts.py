@@ -82,3 +82,18 @@ def test_speed_comparison_drops_the_warm_up_step_and_takes_medians():
     assert out["vlrl"]["completions_per_s"] == 35 and out["trl"]["completions_per_s"] == 15
     assert out["ratio"] == 2.33 and out["rss_ratio"] == 0.86
     assert out["vlrl"]["completions_per_s_runs"] == [30, 40, 35]
+
+
+def test_evaluations_are_cached_per_held_out_set_and_sample_count():
+    b = _script("bench_learning")
+
+    def bench(sources, samples=8):
+        return b.Bench(argparse.Namespace(rl_config="configs/tiny/rl.yaml", eval_sources=sources, quick=False,
+                                          rl_override=[], samples=samples, out="o"))
+
+    val, test = ["synth:arithmetic?n=8&seed=998"], ["synth:arithmetic?n=8&seed=999"]
+    m = Path("model")
+    assert bench(val).eval_dir(m, "sampled") == bench(list(val)).eval_dir(m, "sampled")
+    assert bench(val).eval_dir(m, "sampled") != bench(test).eval_dir(m, "sampled")
+    assert bench(val).eval_dir(m, "sampled") != bench(val, samples=4).eval_dir(m, "sampled")
+    assert bench(val).eval_dir(m, "greedy").parent == m / "bench_eval"

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from processors.collate import Batch, collate_generation
 from vlrl.models.keyed_random import uniforms
+from vlrl.models.kv_cache import decode_cache
 from vlrl.models.vlm import VisionLanguageModel, position_ids_from_mask
 
 
@@ -150,14 +151,17 @@ def llm_forward(llm: torch.nn.Module, compile: bool) -> Callable:
     return _COMPILED[llm]
 
 
-def _prefill(model: VisionLanguageModel, batch: Batch, counts: list[int], llm: Callable, cache_key: str):
+def _prefill(model: VisionLanguageModel, batch: Batch, counts: list[int], llm: Callable, cache_key: str,
+             max_new: int):
     """Encode images and prefill the prompts once; repeat prompt i's cache row ``counts[i]`` times.
     Returns (cache, last logits (R, V), attention mask (R, T), next positions (R,), prompt index (R,)),
-    R = sum(counts)."""
+    R = sum(counts). The cache has room for ``max_new`` more tokens (written in place, not concatenated)."""
     mask = batch.attention_mask
     pos = position_ids_from_mask(mask)
     embeds = model.embed(batch.input_ids, batch.pixel_values, batch.image_counts, batch.sample_ids)
-    out = llm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+    given = decode_cache(model.llm, max_new)
+    out = llm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
+              **({} if given is None else {cache_key: given}))
     # transformers 5 names the returned cache ``cache`` (``past_key_values`` warns, and goes in 5.40)
     cache = out.cache if cache_key == "cache" else out.past_key_values
     logits, next_pos = out.logits[:, -1], pos[:, -1] + 1
@@ -212,11 +216,14 @@ def _decode(model: VisionLanguageModel, batch: Batch, params: SamplingParams, eo
     stop = torch.tensor(params.stop_token_ids or [eos_token_id], device=batch.input_ids.device)
     B = batch.input_ids.shape[0]
     counts = samples_per_prompt or [params.num_samples] * B
-    cache, logits, mask, next_pos, index = _prefill(model, batch, counts, llm, cache_key)
+    caps_per_prompt = max_new_per_prompt or [params.max_new_tokens] * B
+    max_new = max(caps_per_prompt)
+    cache, logits, mask, next_pos, index = _prefill(model, batch, counts, llm, cache_key, max_new)
     n_rows = logits.shape[0]
-    caps = torch.tensor(max_new_per_prompt or [params.max_new_tokens] * B, device=logits.device)[index]  # (R,)
-    max_new = int(caps.max())
+    caps = torch.tensor(caps_per_prompt, device=logits.device)[index]  # (R,)
     rows = torch.arange(n_rows, device=logits.device)  # active row -> output row
+    prompt_len = mask.shape[1]  # the mask of every step to come, allocated once: step s sees prompt + s + 1
+    mask = torch.cat([mask, mask.new_ones((n_rows, max_new))], dim=1)
     toks = torch.zeros((n_rows, max_new), dtype=torch.long, device=logits.device)
     lps = torch.zeros((n_rows, max_new), dtype=torch.float32, device=logits.device)
     lengths = torch.zeros(n_rows, dtype=torch.long, device=logits.device)
@@ -239,9 +246,8 @@ def _decode(model: VisionLanguageModel, batch: Batch, params: SamplingParams, eo
         if keep.numel() < rows.numel():  # drop finished rows from the cache
             cache.batch_select_indices(keep)
             rows, tok, mask, next_pos = rows[keep], tok[keep], mask[keep], next_pos[keep]
-        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-        out = llm(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                  use_cache=True, **{cache_key: cache})
+        out = llm(input_ids=tok[:, None], attention_mask=mask[:, : prompt_len + step + 1],
+                  position_ids=next_pos[:, None], use_cache=True, **{cache_key: cache})
         logits, next_pos = out.logits[:, -1], next_pos + 1
     return _output(toks, lps, lengths, stopped, looped, index)
 

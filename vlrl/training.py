@@ -158,7 +158,20 @@ def build_optimizer(params: Sequence[torch.nn.Parameter], cfg: OptimConfig, lr: 
         raise ValueError("nothing to train: every parameter is frozen")
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr if lr is not None else cfg.lr, betas=tuple(cfg.betas))
+    return torch.optim.AdamW(groups, lr=lr if lr is not None else cfg.lr, betas=tuple(cfg.betas),
+                             fused=fusable(params) or None)
+
+
+def fusable(params: Sequence[torch.Tensor]) -> bool:
+    """Whether AdamW can update ``params`` in one fused kernel: plain floating tensors on one CPU or CUDA
+    device. On the CPU torch otherwise loops over the tensors in Python, several small ops each, which
+    costs a tiny model's update more than its matmuls; sharded (DTensor) parameters keep the default."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # pragma: no cover - torch without distributed
+        DTensor = ()  # type: ignore[assignment,misc]
+    return (len({p.device for p in params}) == 1 and params[0].device.type in ("cpu", "cuda")
+            and all(p.is_floating_point() and not isinstance(p, DTensor) for p in params))
 
 
 def lr_factor(step: int, total: int, cfg: OptimConfig) -> float:

@@ -4,12 +4,14 @@
     python scripts/bench_generate.py --model runs/demo/model --batch 32 --samples 8 --threads 2
 
     python scripts/bench_generate.py --model DIR --batch 1 --samples 8 --max-new-tokens 32 --profile
+    python scripts/bench_generate.py --batch 4 --samples 8 --max-new-tokens 200 --kv-cache dynamic
 
 Every row generates exactly --max-new-tokens tokens (EOS ignored) so runs are comparable. ``time_split``
 says where generation time goes: the LLM's forwards (prefill and decode steps), the vision tower and
 projector, and the rest (sampling, cache row selection, bookkeeping in vlrl's loop). ``--profile`` adds
 the operators with the most self CPU time in one more run (torch.profiler); ``--compile`` decodes through
-torch.compile (its one-time cost is in ``compile_seconds``).
+torch.compile (its one-time cost is in ``compile_seconds``); ``--kv-cache dynamic`` decodes with
+transformers' ``DynamicCache`` instead of vlrl's in-place one, for a side-by-side.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from processors import collate_generation
 from vlrl.config import load_config
 from vlrl.data.synth import generate as synth
 from vlrl.models import SamplingParams, build_vlm, generate, load_pretrained
+from vlrl.models import generation
 from vlrl.stages import ModelFile
 
 
@@ -64,13 +67,19 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--profile", action="store_true", help="add the top operators by self CPU time (one more run)")
     ap.add_argument("--compile", action="store_true", help="decode through torch.compile (SamplingParams.compile)")
+    ap.add_argument("--kv-cache", choices=["inplace", "dynamic"], default="inplace",
+                    help="vlrl's in-place cache (the default) or transformers' DynamicCache (concatenates every step)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="overrides of --config, e.g. model.llm.config.hidden_size=384 (without --model)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    if a.kv_cache == "dynamic":  # no cache given to the model: it builds transformers' DynamicCache itself
+        generation.decode_cache = lambda llm, reserve: None
     if a.model:
         model, proc = load_pretrained(a.model)
     else:
-        model, proc = build_vlm(load_config(ModelFile, a.config).model)
+        model, proc = build_vlm(load_config(ModelFile, a.config, a.set).model)
     model.eval()
     batch = collate_generation([proc.encode(s) for s in synth("shapes", a.batch, seed=7)], proc.pad_token_id)
     params = SamplingParams(max_new_tokens=a.max_new_tokens, temperature=a.temperature, num_samples=a.samples,
@@ -104,6 +113,7 @@ def main() -> None:
         "completions_per_s": round(a.batch * a.samples / med, 2),
         "decode_step_ms": round(1000 * med / a.max_new_tokens, 2),
         "time_split": split,
+        "kv_cache": a.kv_cache,
         "compile": a.compile, "compile_seconds": round(compile_seconds, 1) if a.compile else None,
         "top_ops": top_ops(model, batch, params, proc.eos_token_id) if a.profile else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -156,7 +156,7 @@ class Bench:
                     "methods=[shortest_rs]", "shortest_rs.sample_from=long", "shortest_rs.select=all", "eval_sources=[]",
                     f"sources=[{','.join(pool)}]",
                     f"sample.n={self.a.samples}", "sample.temperature=1.0", "shortest_rs.steps=1000000",
-                    f"shortest_rs.lr={self.a.sft_lr}", f"shortest_rs.time_limit_minutes={minutes}",
+                    f"shortest_rs.lr={self.a.rs_lr}", f"shortest_rs.time_limit_minutes={minutes}",
                     f"seed={seed}", f"output_dir={d / 'rs'}"]
         raise ValueError(f"unknown arm '{arm}'; choose from {ARMS}")
 
@@ -222,7 +222,9 @@ def main() -> None:
     p.add_argument("--eval-sources", nargs="+", default=None,
                    help="the held-out set (default: the RL config's eval_sources)")
     p.add_argument("--samples", type=int, default=8, help="samples per held-out prompt at T 1 (sampled pass@1)")
-    p.add_argument("--sft-lr", type=float, default=5e-4, help="learning rate of the two SFT baselines")
+    p.add_argument("--sft-lr", type=float, default=5e-4, help="learning rate of continued SFT, baseline (a)")
+    p.add_argument("--rs-lr", type=float, default=1e-4,
+                   help="learning rate of ReST, baseline (b) (1e-4: the best of 3e-5..2e-3 on the validation set)")
     p.add_argument("--jobs", type=int, default=2, help="arms trained at once (threads are split between them)")
     p.add_argument("--threads-total", type=int, default=os.cpu_count() or 2)
     p.add_argument("--quick", action="store_true", help="one seed, a shorter RL run, a quarter of the held-out set")

@@ -58,13 +58,14 @@ def test_rs_arm_draws_as_many_prompts_as_the_overridden_rl_arm():
     b = _script("bench_learning")
     a = argparse.Namespace(rl_config="configs/tiny/rl.yaml", eval_sources=["synth:arithmetic?n=8&seed=9"], quick=False,
                            rl_override=["iterations=5", "iterations=20"], quick_iterations=2, samples=8, sft_lr=5e-4,
-                           out="o")
+                           rs_lr=1e-4, out="o")
     bench = b.Bench(a)
     assert bench.rl_setting("iterations") == "20"  # the last override wins, as on the vlrl command line
     cmd = bench.command("rs", 0, Path("w"), Path("d"), minutes=1.0)
     sources = next(c for c in cmd if c.startswith("sources="))
     per_source = 20 * int(bench.rl_setting("prompts_per_iteration")) // len(bench.rl_cfg["sources"])
     assert sources.count(f"n={per_source}&") == len(bench.rl_cfg["sources"])
+    assert "shortest_rs.lr=0.0001" in cmd  # ReST has its own lr, not continued SFT's
 
 
 def test_speed_comparison_drops_the_warm_up_step_and_takes_medians():

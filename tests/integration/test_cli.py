@@ -26,7 +26,7 @@ def test_help_answers_questions():
     assert "--question" in vlrl("infer", "--help").stdout
     assert "--levels" in vlrl("data", "synth", "--help").stdout
     shown = vlrl("rl", "--config", "configs/tiny/rl.yaml", "--show-config", "loss.name=grpo").stdout
-    assert "prompts_per_iteration: 32" in shown and "name: grpo" in shown and "tau: 0.1" in shown
+    assert "prompts_per_iteration: 64" in shown and "name: grpo" in shown and "tau: 0.1" in shown
 
 
 def test_encoders_list_includes_an_installed_plugin(tmp_path, monkeypatch):

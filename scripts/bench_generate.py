@@ -55,6 +55,16 @@ def top_ops(model, batch, params: SamplingParams, eos: int, n: int = 10) -> list
              "share": round(e.self_cpu_time_total / total, 3)} for e in events]
 
 
+def load_model(a: argparse.Namespace):
+    """(model in eval mode, processor): --model, else built from --config with --set (seed 0); with
+    --kv-cache dynamic, generation gives the model no cache, so it builds transformers' DynamicCache."""
+    torch.manual_seed(0)
+    if a.kv_cache == "dynamic":
+        generation.decode_cache = lambda llm, reserve: None
+    model, proc = load_pretrained(a.model) if a.model else build_vlm(load_config(ModelFile, a.config, a.set).model)
+    return model.eval(), proc
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="saved model dir (default: build configs/tiny/model.yaml)")
@@ -73,14 +83,7 @@ def main() -> None:
                     help="overrides of --config, e.g. model.llm.config.hidden_size=384 (without --model)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    if a.kv_cache == "dynamic":  # no cache given to the model: it builds transformers' DynamicCache itself
-        generation.decode_cache = lambda llm, reserve: None
-    if a.model:
-        model, proc = load_pretrained(a.model)
-    else:
-        model, proc = build_vlm(load_config(ModelFile, a.config, a.set).model)
-    model.eval()
+    model, proc = load_model(a)
     batch = collate_generation([proc.encode(s) for s in synth("shapes", a.batch, seed=7)], proc.pad_token_id)
     params = SamplingParams(max_new_tokens=a.max_new_tokens, temperature=a.temperature, num_samples=a.samples,
                             stop_token_ids=[-1], compile=a.compile)  # never stops early: fixed work per run

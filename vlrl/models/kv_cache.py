@@ -38,8 +38,10 @@ class PreallocatedLayer(DynamicLayer if DynamicLayer is not None else object):  
         self.device = key_states.device
         self.is_initialized = True
 
-    def _allocate(self, like: torch.Tensor, rows: int, capacity: int) -> torch.Tensor:
-        return like.new_empty((rows, like.shape[1], capacity, like.shape[3]))
+    @staticmethod
+    def _allocate(like: torch.Tensor, capacity: int) -> torch.Tensor:
+        """An empty buffer with ``like``'s rows, heads and head size and ``capacity`` positions."""
+        return like.new_empty((like.shape[0], like.shape[1], capacity, like.shape[3]))
 
     def _expose(self) -> None:
         self.keys, self.values = self._k[:, :, : self.length], self._v[:, :, : self.length]
@@ -52,8 +54,7 @@ class PreallocatedLayer(DynamicLayer if DynamicLayer is not None else object):  
         end = self.length + n
         if self._k is None or end > self._k.shape[-2]:  # first update, or more tokens than reserved: grow
             capacity = end + self.reserve if self._k is None else 2 * end
-            k, v = (self._allocate(key_states, key_states.shape[0], capacity),
-                    self._allocate(value_states, value_states.shape[0], capacity))
+            k, v = self._allocate(key_states, capacity), self._allocate(value_states, capacity)
             if self._k is not None:
                 k[:, :, : self.length], v[:, :, : self.length] = self.keys, self.values
             self._k, self._v = k, v
@@ -86,7 +87,7 @@ class PreallocatedLayer(DynamicLayer if DynamicLayer is not None else object):  
         capacity = self._k.shape[-2]
         for name in ("_k", "_v"):
             rows = take(getattr(self, name)[:, :, : self.length])
-            buf = self._allocate(rows, rows.shape[0], capacity)
+            buf = self._allocate(rows, capacity)
             buf[:, :, : self.length] = rows
             setattr(self, name, buf)
         self._expose()

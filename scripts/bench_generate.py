@@ -4,14 +4,15 @@
     python scripts/bench_generate.py --model runs/demo/model --batch 32 --samples 8 --threads 2
 
     python scripts/bench_generate.py --model DIR --batch 1 --samples 8 --max-new-tokens 32 --profile
-    python scripts/bench_generate.py --batch 4 --samples 8 --max-new-tokens 200 --kv-cache dynamic
+    python scripts/bench_generate.py --batch 4 --samples 8 --max-new-tokens 200 --kv-cache compare
 
 Every row generates exactly --max-new-tokens tokens (EOS ignored) so runs are comparable. ``time_split``
 says where generation time goes: the LLM's forwards (prefill and decode steps), the vision tower and
 projector, and the rest (sampling, cache row selection, bookkeeping in vlrl's loop). ``--profile`` adds
 the operators with the most self CPU time in one more run (torch.profiler); ``--compile`` decodes through
 torch.compile (its one-time cost is in ``compile_seconds``); ``--kv-cache dynamic`` decodes with
-transformers' ``DynamicCache`` instead of vlrl's in-place one, for a side-by-side.
+transformers' ``DynamicCache`` instead of vlrl's in-place one, ``--kv-cache compare`` times both in one
+process, alternating (``kv_cache_compare``).
 """
 
 from __future__ import annotations
@@ -65,6 +66,24 @@ def load_model(a: argparse.Namespace):
     return model.eval(), proc
 
 
+def compare_caches(model, batch, params: SamplingParams, eos: int, repeats: int) -> dict:
+    """Median seconds of one generation with the in-place cache and with transformers' DynamicCache,
+    alternating in this process so that machine load drifts hit both alike."""
+    own = generation.decode_cache
+    times: dict[str, list[float]] = {"inplace": [], "dynamic": []}
+    try:
+        for r in range(repeats):
+            for name in times:
+                generation.decode_cache = own if name == "inplace" else (lambda llm, reserve: None)
+                t0 = time.perf_counter()
+                generate(model, batch, params, eos, torch.Generator().manual_seed(r))
+                times[name].append(time.perf_counter() - t0)
+    finally:
+        generation.decode_cache = own
+    med = {f"{k}_s": round(statistics.median(v), 4) for k, v in times.items()}
+    return {**med, "speedup": round(med["dynamic_s"] / med["inplace_s"], 3)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="saved model dir (default: build configs/tiny/model.yaml)")
@@ -77,8 +96,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--profile", action="store_true", help="add the top operators by self CPU time (one more run)")
     ap.add_argument("--compile", action="store_true", help="decode through torch.compile (SamplingParams.compile)")
-    ap.add_argument("--kv-cache", choices=["inplace", "dynamic"], default="inplace",
-                    help="vlrl's in-place cache (the default) or transformers' DynamicCache (concatenates every step)")
+    ap.add_argument("--kv-cache", choices=["inplace", "dynamic", "compare"], default="inplace",
+                    help="vlrl's in-place cache (the default), transformers' DynamicCache (concatenates every "
+                         "step), or compare: both in this process, alternating, their medians and the speed-up")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="overrides of --config, e.g. model.llm.config.hidden_size=384 (without --model)")
     a = ap.parse_args()
@@ -117,6 +137,8 @@ def main() -> None:
         "decode_step_ms": round(1000 * med / a.max_new_tokens, 2),
         "time_split": split,
         "kv_cache": a.kv_cache,
+        "kv_cache_compare": compare_caches(model, batch, params, proc.eos_token_id, a.repeats)
+        if a.kv_cache == "compare" else None,
         "compile": a.compile, "compile_seconds": round(compile_seconds, 1) if a.compile else None,
         "top_ops": top_ops(model, batch, params, proc.eos_token_id) if a.profile else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

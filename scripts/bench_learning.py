@@ -13,9 +13,10 @@ config's ``eval_sources``), greedy and as the mean over 8 samples at T 1 (k1.5's
   budget of the time-matched baselines of the same seed;
 - ``sft``: (a) continued SFT on the warm-up's own trace set (its ``config.yaml``'s ``data.sources``) for
   that wall time (``time_limit_minutes``);
-- ``rs``: (b) rejection-sampling fine-tuning (ReST; the shortest-RS code with ``select=all``): 8 samples
-  at T 1 on as many RL prompts as the rl arm draws, every correct one an SFT target (the shortest alone
-  would teach short answers), sampling and fine-tuning together within that wall time;
+- ``rs``: (b) rejection-sampling fine-tuning (ReST; the shortest-RS code with ``select=all``): as many
+  RL-pool prompts as the rl arm draws, each sampled as often as the rl arm samples it (its ``rollout.k``)
+  at T 1, so both see the same number of responses; every correct one is an SFT target (the shortest
+  alone would teach short answers), sampling and fine-tuning together within that wall time;
 - ``grpo``, ``rloo``: (c) the RL config with ``loss.name`` switched, same iterations (their wall time is
   reported; the loss costs the same).
 
@@ -79,9 +80,15 @@ class Bench:
             self.rl_overrides = [f"iterations={a.quick_iterations}", *self.rl_overrides]
 
     def rl_setting(self, key: str) -> str:
-        """A top-level RL setting as the rl arm runs it: its last ``key=`` override, else the config's."""
+        """An RL setting (``rollout.k``: dotted for nested keys) as the rl arm runs it: its last ``key=``
+        override, else the config's."""
         given = [o.split("=", 1)[1] for o in self.rl_overrides if o.split("=", 1)[0] == key]
-        return given[-1] if given else str(self.rl_cfg[key])
+        if given:
+            return given[-1]
+        value = self.rl_cfg
+        for part in key.split("."):
+            value = value[part]
+        return str(value)
 
     def _log(self, msg: str) -> None:
         print(f"[bench] {time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
@@ -147,7 +154,7 @@ class Bench:
                     f"data.sources=[{','.join(traces)}]", "phases=[{steps: 1000000}]", f"optim.lr={self.a.sft_lr}",
                     "optim.warmup_steps=10", "optim.schedule=constant", f"time_limit_minutes={minutes}",
                     "eval_sources=[]", "save_every=0", "export_llava=false", "trackers=[]", *common]
-        if arm == "rs":  # as many prompts as the RL arm draws, from the RL pool
+        if arm == "rs":  # as many prompts as the RL arm draws, from the RL pool, and as many samples of each
             cfg = self.rl_cfg
             its, prompts = int(self.rl_setting("iterations")), int(self.rl_setting("prompts_per_iteration"))
             per_source = max(1, its * prompts // len(cfg["sources"]))
@@ -155,7 +162,7 @@ class Bench:
             return ["long2short", "--config", "configs/tiny/long2short.yaml", f"long_model={warm}",
                     "methods=[shortest_rs]", "shortest_rs.sample_from=long", "shortest_rs.select=all", "eval_sources=[]",
                     f"sources=[{','.join(pool)}]",
-                    f"sample.n={self.a.samples}", "sample.temperature=1.0", "shortest_rs.steps=1000000",
+                    f"sample.n={self.rl_setting('rollout.k')}", "sample.temperature=1.0", "shortest_rs.steps=1000000",
                     f"shortest_rs.lr={self.a.rs_lr}", f"shortest_rs.time_limit_minutes={minutes}",
                     f"seed={seed}", f"output_dir={d / 'rs'}"]
         raise ValueError(f"unknown arm '{arm}'; choose from {ARMS}")

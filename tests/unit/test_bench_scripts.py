@@ -54,11 +54,11 @@ def test_markdown_table_of_the_summary():
     assert md[-1] == "RL gain over the warm-up, sampled pass@1 points: image +10.0 ± 0.0"
 
 
-def test_rs_arm_draws_as_many_prompts_as_the_overridden_rl_arm():
+def test_rs_arm_draws_as_many_prompts_and_samples_as_the_overridden_rl_arm():
     b = _script("bench_learning")
     a = argparse.Namespace(rl_config="configs/tiny/rl.yaml", eval_sources=["synth:arithmetic?n=8&seed=9"], quick=False,
-                           rl_override=["iterations=5", "iterations=20"], quick_iterations=2, samples=8, sft_lr=5e-4,
-                           rs_lr=1e-4, out="o")
+                           rl_override=["iterations=5", "iterations=20", "rollout.k=6"], quick_iterations=2, samples=8,
+                           sft_lr=5e-4, rs_lr=1e-4, out="o")
     bench = b.Bench(a)
     assert bench.rl_setting("iterations") == "20"  # the last override wins, as on the vlrl command line
     cmd = bench.command("rs", 0, Path("w"), Path("d"), minutes=1.0)
@@ -66,6 +66,11 @@ def test_rs_arm_draws_as_many_prompts_as_the_overridden_rl_arm():
     per_source = 20 * int(bench.rl_setting("prompts_per_iteration")) // len(bench.rl_cfg["sources"])
     assert sources.count(f"n={per_source}&") == len(bench.rl_cfg["sources"])
     assert "shortest_rs.lr=0.0001" in cmd  # ReST has its own lr, not continued SFT's
+    assert "sample.n=6" in cmd  # as many responses per prompt as the RL arm, not the evaluation's 8
+    a.rl_override = []  # nested settings come from the config when not overridden
+    config_k = b.Bench(a).rl_cfg["rollout"]["k"]
+    assert b.Bench(a).rl_setting("rollout.k") == str(config_k)
+    assert f"sample.n={config_k}" in b.Bench(a).command("rs", 0, Path("w"), Path("d"), minutes=1.0)
 
 
 def test_speed_comparison_drops_the_warm_up_step_and_takes_medians():

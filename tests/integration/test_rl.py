@@ -236,6 +236,51 @@ def test_target_kl_stops_the_iteration_once_the_policy_moved_that_far(tiny):
     assert bounded["optimizer_steps"] == 1 and bounded["kl_stopped"] == 1 and bounded["approx_kl"] > 1e-6
 
 
+def test_skip_inert_rows_runs_fewer_rows_for_the_same_first_step_gradient(tiny):
+    """kimi with negative_weight 0: rows at or below their group's mean reward have zero advantage, and
+    skip_inert runs no forward for them. The first optimizer step's gradient equals the full update's
+    (both log-ratios are 0 there), and the forwards cover only the other rows."""
+    import copy
+
+    from vlrl.algos import LOSSES
+    from vlrl.algos.update import UpdateConfig, policy_update
+    from vlrl.data.synth import generate
+    from vlrl.rollout.buffer import Trajectory
+    from vlrl.rollout.scoring import scoring_batch
+
+    base, proc = tiny
+    samples = generate("shapes", 2, seed=7) + generate("arithmetic", 2, seed=7)
+    trajs, group, rewards = [], [], []
+    for p, s in enumerate(samples):  # prompt 3's two responses are both rewarded: all of it is inert
+        for j, text in enumerate([f"Answer: {s.answer}", f"So it is {int(s.answer) + 3}. Answer: {s.answer}"]):
+            trajs.append(Trajectory(s, finish="stop"))
+            trajs[-1].add_segment(proc.tokenize(text) + [proc.eos_token_id], 0)
+            group.append(p)
+            rewards.append(1.0 if j == 0 or p == 3 else 0.0)
+    batch = scoring_batch(proc, trajs, 0, True)
+
+    def first_step(skip: bool) -> tuple[list[torch.Tensor], dict, int]:
+        model = copy.deepcopy(base)
+        ran = []
+        forward = model.response_logprobs
+        model.response_logprobs = lambda rows, **kw: (ran.append(len(rows)), forward(rows, **kw))[1]
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)  # the weights stay: the gradient is the step's
+        cfg = UpdateConfig(passes=1, minibatch_size=len(trajs), micro_batch_size=8, grad_clip=1e9,
+                           reference="recompute", skip_inert=skip)
+        stats = policy_update(model, batch, torch.tensor(rewards), torch.tensor(group), LOSSES.get("kimi"),
+                              {"tau": 0.1, "negative_weight": 0.0}, opt, cfg)
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None], stats, sum(ran[1:])
+
+    full, full_stats, full_rows = first_step(False)
+    lean, lean_stats, lean_rows = first_step(True)
+    assert full_rows == 8 and lean_rows == 3  # the rewarded response of prompts 0-2 (the reference pass aside)
+    assert lean_stats["inert_rows_skipped"] == 5 and full_stats["inert_rows_skipped"] == 0
+    assert lean_stats["optimizer_steps"] == full_stats["optimizer_steps"] == 1
+    assert len(full) == len(lean) and any(float(g.abs().max()) > 0 for g in full)
+    for a, b in zip(full, lean):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
 def test_rl_in_bf16_trains_and_saves_fp32_weights(sft_tiny, tmp_path, capsys):
     """precision=bf16: rollouts and the update run under bf16 autocast; the rescored reference is within
     bf16's tolerance of the sampler (0.1 per token), the policy moves, and the saved weights are fp32."""

@@ -64,6 +64,18 @@ def test_kimi_negative_weight_scales_only_below_baseline_advantages():
     assert out.loss.item() == pytest.approx(1 / 12)
 
 
+def test_kimi_inert_rows_are_the_zero_advantage_ones():
+    # group 0 rewards [1, 0, 0]: adv [2/3, -1/3, -1/3]; group 1 rewards [1, 1]: adv [0, 0]
+    # negative_weight 1: only group 1 is inert; 0: the below-baseline rows of group 0 too
+    from vlrl.algos.kimi import kimi_inert_rows
+
+    r, g = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0]), torch.tensor([0, 0, 0, 1, 1])
+    assert kimi_inert_rows(r, g).tolist() == [False, False, False, True, True]
+    assert kimi_inert_rows(r, g, negative_weight=0.0).tolist() == [False, True, True, True, True]
+    assert kimi_inert_rows(r, g, negative_weight=0.5).tolist() == [False, False, False, True, True]
+    assert LOSSES.get("kimi").inert_rows is kimi_inert_rows  # what the update asks the loss for
+
+
 def test_kimi_std_normalize_divides_by_the_group_std():
     # group 0 rewards [1, 0, 0, 0]: mean 1/4, std sqrt(3)/4 -> adv [3/4, -1/4, -1/4, -1/4] / (sqrt(3)/4)
     #   = [sqrt(3), -1/sqrt(3), -1/sqrt(3), -1/sqrt(3)]; group 1 rewards [1, 0]: std 1/2 -> adv [1, -1]

@@ -40,21 +40,11 @@ def kimi_loss(token_logp: torch.Tensor, ref_token_logp: torch.Tensor, mask: torc
     Returns:
         loss (scalar) and metrics: advantage mean/abs-mean, log-ratio mean/abs-max, pg and reg terms.
     """
-    if baseline == "mean":
-        rbar = group_mean(rewards, group)
-    elif baseline == "logmeanexp":
-        rbar = group_logmeanexp(rewards, group, tau)
-    else:
-        raise ValueError(f"kimi loss: baseline '{baseline}' is not 'mean' or 'logmeanexp'")
+    adv = kimi_advantages(rewards, group, tau, baseline, negative_weight, std_normalize, eps)  # (B,)
     logp, logp_ref = sequence_logp(token_logp, mask), sequence_logp(ref_token_logp, mask)  # (B,)
     if length_normalize:
         lengths = mask.sum(-1).clamp(min=1).to(logp.dtype)
         logp, logp_ref = logp / lengths, logp_ref / lengths
-    adv = (rewards - rbar).detach()  # (B,)
-    if std_normalize:
-        adv = adv / (group_std(rewards, group) + eps)
-    if negative_weight != 1.0:
-        adv = torch.where(adv < 0, negative_weight * adv, adv)
     log_ratio = logp - logp_ref.detach()  # (B,)
     pg = adv * logp
     reg = 0.5 * tau * log_ratio ** 2
@@ -64,3 +54,34 @@ def kimi_loss(token_logp: torch.Tensor, ref_token_logp: torch.Tensor, mask: torc
         "log_ratio_mean": float(log_ratio.detach().mean()), "log_ratio_abs_max": float(log_ratio.detach().abs().max()),
         "pg_term": float(pg.detach().mean()), "reg_term": float(reg.detach().mean()),
     })
+
+
+def kimi_advantages(rewards: torch.Tensor, group: torch.Tensor, tau: float = 0.1, baseline: str = "mean",
+                    negative_weight: float = 1.0, std_normalize: bool = False, eps: float = 1e-6) -> torch.Tensor:
+    """(B,) rewards and group ids -> (B,) the advantages :func:`kimi_loss` weights log-probs by (no gradient):
+    r - rbar, divided by the group's std under ``std_normalize``, below-baseline ones times ``negative_weight``."""
+    if baseline == "mean":
+        rbar = group_mean(rewards, group)
+    elif baseline == "logmeanexp":
+        rbar = group_logmeanexp(rewards, group, tau)
+    else:
+        raise ValueError(f"kimi loss: baseline '{baseline}' is not 'mean' or 'logmeanexp'")
+    adv = (rewards - rbar).detach()
+    if std_normalize:
+        adv = adv / (group_std(rewards, group) + eps)
+    if negative_weight != 1.0:
+        adv = torch.where(adv < 0, negative_weight * adv, adv)
+    return adv
+
+
+def kimi_inert_rows(rewards: torch.Tensor, group: torch.Tensor, tau: float = 0.1, baseline: str = "mean",
+                    negative_weight: float = 1.0, std_normalize: bool = False, eps: float = 1e-6,
+                    **_: object) -> torch.Tensor:
+    """(B,) bool: the responses whose advantage is 0 (all-equal groups; with ``negative_weight`` 0 every
+    response at or below its group's baseline). Their only term is the tau/2 squared log-ratio, which is 0
+    on an iteration's first pass (logp == logp_ref), so the update may skip their forward and backward
+    (``UpdateConfig.skip_inert``): exact on the first pass, the regulariser of these rows dropped after."""
+    return kimi_advantages(rewards, group, tau, baseline, negative_weight, std_normalize, eps) == 0
+
+
+kimi_loss.inert_rows = kimi_inert_rows  # type: ignore[attr-defined]  # read by vlrl.algos.update

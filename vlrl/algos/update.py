@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 
 from vlrl.algos.base import kl_k3
 from processors.collate import Batch
@@ -48,11 +49,12 @@ def group_parts(group: list[int], parts: int) -> list[list[list[int]]]:
     return out
 
 
-def micro_batches(groups: list[list[int]], size: int) -> list[list[int]]:
-    """Pack whole groups into micro-batches of at most ``size`` rows (a larger group is one micro-batch)."""
+def micro_batches(groups: list[list[int]], size: int, cost: Callable[[list[int]], int] = len) -> list[list[int]]:
+    """Pack whole groups into micro-batches of at most ``size`` rows by ``cost`` (the rows a forward runs:
+    all of them, or the non-inert ones under ``skip_inert``); a larger group is one micro-batch."""
     out: list[list[int]] = []
     for members in groups:
-        if out and len(out[-1]) + len(members) <= size:
+        if out and cost(out[-1]) + cost(members) <= size:
             out[-1] = out[-1] + members
         else:
             out.append(list(members))
@@ -156,6 +158,11 @@ class UpdateConfig:
             region on how far one rollout batch may move the policy, whatever the learning rate.
         reference: where log pi_theta_i comes from: "sampler" (its recorded log-probs; older segments
             rescored) or "recompute" (a scoring pass over every row; see :func:`reference_logprobs`).
+        skip_inert: run no forward or backward for the rows the loss declares inert (``loss_fn.inert_rows``:
+            zero advantage; their log-probs enter the loss as pi_theta_i's, so the group baselines stay
+            exact and their gradient is 0). Exact at an iteration's first step; after it, it drops those
+            rows' share of a regulariser on the log-ratio. Losses without ``inert_rows`` and sharded
+            models (whose forwards are collectives) run every row.
     """
 
     passes: int = 2
@@ -165,6 +172,7 @@ class UpdateConfig:
     temperature: float = 1.0
     target_kl: float = 0.0
     reference: str = "sampler"
+    skip_inert: bool = False
 
     def __post_init__(self) -> None:
         if self.reference not in ("sampler", "recompute"):
@@ -195,13 +203,17 @@ def policy_update(model, batch, rewards: torch.Tensor | None, group: torch.Tenso
     parts = group_parts(group.tolist() if B else [], n_mb)
     lengths = batch.attention_mask.sum(-1).tolist() if B else []  # groups of similar length share micro-batches
     totals = all_sum([float(sum(len(g) for g in part)) for part in parts])  # rows per global minibatch
+    inert = inert_rows(model, loss_fn, rewards, group, hyper, cfg) if B else None
+    stats["inert_rows_skipped"] = all_sum([float(inert.sum()) if inert is not None else 0.0])[0]
+    cost = len if inert is None else (lambda rows: sum(not inert[i] for i in rows))
     taken = 0
     for _ in range(cfg.passes):
         for part, total in zip(parts, totals):
             opt.zero_grad(set_to_none=True)
-            chunks = micro_batches(sorted(part, key=lambda g: max(lengths[i] for i in g)), micro)
+            chunks = micro_batches(sorted(part, key=lambda g: max(lengths[i] for i in g)), micro, cost)
             chunks += [[]] * lockstep(model, len(chunks))  # idle micro-batches: every process runs as many
-            metrics, sums = _accumulate(model, batch, ref, rewards, group, chunks, total, loss_fn, hyper, cfg)
+            metrics, sums = _accumulate(model, batch, ref, rewards, group, chunks, total, loss_fn, hyper, cfg,
+                                        inert)
             loss, ent_sum, n_tok, kl_sum = all_sum(sums)
             kl = kl_sum / max(1.0, n_tok)
             stats.update({**metrics, "loss": loss, "entropy": ent_sum / max(1.0, n_tok), "approx_kl": kl})
@@ -228,27 +240,52 @@ def grad_norm(model, clip: float) -> float:
     return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
 
 
+def inert_rows(model, loss_fn: Callable, rewards: torch.Tensor, group: torch.Tensor, hyper: dict,
+               cfg: UpdateConfig) -> torch.Tensor | None:
+    """(B,) bool: the rows ``cfg.skip_inert`` lets the update skip (None: run every row)."""
+    if not cfg.skip_inert or not hasattr(loss_fn, "inert_rows") or is_sharded(model):
+        return None
+    return loss_fn.inert_rows(rewards, group, **hyper).cpu()
+
+
+def chunk_logprobs(model, batch, ref: torch.Tensor, idx: list[int], run: list[int], temperature: float):
+    """Log-probs of the rows ``idx`` for the loss, with a forward over ``run`` (a subset) only: (len(idx), W)
+    with the other rows' entries pi_theta_i's (``ref``, no gradient); also the forward's (len(run), w)
+    log-probs and token entropies."""
+    logp, ent = model.response_logprobs(batch.rows(run), with_entropy=True, temperature=temperature)
+    if len(run) == len(idx):
+        return logp, logp, ent
+    t = torch.tensor(idx, device=ref.device)
+    full = ref[t].detach().clone()
+    at = torch.tensor([idx.index(i) for i in run], device=ref.device)
+    return full.index_put((at,), F.pad(logp, (0, full.shape[1] - logp.shape[1]))), logp, ent
+
+
 def _accumulate(model, batch, ref, rewards, group, chunks: list[list[int]], total: float, loss_fn: Callable,
-                hyper: dict, cfg: UpdateConfig) -> tuple[dict, list[float]]:
+                hyper: dict, cfg: UpdateConfig, inert: torch.Tensor | None = None) -> tuple[dict, list[float]]:
     """Backward of one minibatch's micro-batches (``chunks`` of row indices), each loss weighted by its
-    share of the ``total`` rows of the global minibatch. Returns the last loss metrics and this process's
-    sums: weighted loss, entropy, response tokens, and KL(pi_theta_i || pi_theta) summed over tokens
-    (``kl_k3``: the tokens were sampled from pi_theta_i)."""
+    share of the ``total`` rows of the global minibatch; rows marked ``inert`` run no forward (a chunk of
+    inert rows alone is skipped). Returns the last loss metrics and this process's sums: weighted loss,
+    entropy, response tokens, and KL(pi_theta_i || pi_theta) summed over tokens (``kl_k3``: the tokens
+    were sampled from pi_theta_i), the last three over the rows that ran."""
     mask = batch.response_mask[:, 1:] if batch is not None else None
     metrics, sums = {}, [0.0, 0.0, 0.0, 0.0]
     for idx in chunks:
         if not idx:
             idle_forwards(model, batch, cfg.temperature, 1, grad=True)
             continue
-        logp, ent = model.response_logprobs(batch.rows(idx), with_entropy=True, temperature=cfg.temperature)
-        t, w = torch.tensor(idx, device=mask.device), logp.shape[1]
-        m = mask[t, :w]
-        out = loss_fn(logp, ref[t, :w], m, rewards[t], group[t], **hyper)
+        run = idx if inert is None else [i for i in idx if not inert[i]]
+        if not run:
+            continue
+        logp, logp_run, ent = chunk_logprobs(model, batch, ref, idx, run, cfg.temperature)
+        t, tr, w = torch.tensor(idx, device=mask.device), torch.tensor(run, device=mask.device), logp_run.shape[1]
+        out = loss_fn(logp, ref[t, : logp.shape[1]], mask[t, : logp.shape[1]], rewards[t], group[t], **hyper)
         share = len(idx) / max(1.0, total)
         (out.loss * share).backward()
+        m = mask[tr, :w]
         sums[0] += out.loss.item() * share
         sums[1] += float((ent.detach() * m).sum())
         sums[2] += float(m.sum())
-        sums[3] += float(kl_k3(logp, ref[t, :w], m))
+        sums[3] += float(kl_k3(logp_run, ref[tr, :w], m))
         metrics = out.metrics
     return metrics, sums

@@ -123,6 +123,10 @@ class RLConfig:
     # (a scoring pass saved; older partial-rollout segments in the loss are rescored); "recompute" scores
     # every response again (exactness checks: sampling_logprob_diff_max then compares the two)
     reference: str = "sampler"
+    # no forward or backward for responses of zero advantage (the loss's inert_rows; with kimi's
+    # negative_weight 0, every one at or below its group's mean): exact at an iteration's first step, then
+    # it drops their part of the tau regulariser (vlrl.algos.update.UpdateConfig.skip_inert)
+    skip_inert_rows: bool = False
     minibatch_size: int = 64  # responses per optimizer step
     micro_batch_size: int = 16  # responses per forward/backward (memory); gradients accumulate to the minibatch
     reset_optimizer: bool = True
@@ -155,7 +159,8 @@ def update_config(cfg: RLConfig) -> UpdateConfig:
     """The update's settings, gathered from the stage config."""
     return UpdateConfig(passes=cfg.steps_per_iteration, minibatch_size=cfg.minibatch_size,
                         micro_batch_size=cfg.micro_batch_size, grad_clip=cfg.optim.grad_clip,
-                        temperature=cfg.rollout.temperature, target_kl=cfg.target_kl, reference=cfg.reference)
+                        temperature=cfg.rollout.temperature, target_kl=cfg.target_kl, reference=cfg.reference,
+                        skip_inert=cfg.skip_inert_rows)
 
 
 def train_on(model, batch, scored, cfg: RLConfig, opt, sampled=None, scheduler=None, where: str = "rl") -> dict:

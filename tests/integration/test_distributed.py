@@ -125,7 +125,10 @@ def test_sharded_rl_run_resumes_on_one_process_as_if_uninterrupted(sft_tiny, tmp
                 f"output_dir={out}", "sources=[synth:shapes?n=30&seed=2&levels=1-2,synth:arithmetic?n=30&seed=2&levels=1]",
                 "eval_sources=[]", "prompts_per_iteration=4", "rollout.k=4", "rollout.max_response_tokens=12",
                 "rollout.budget=6", "minibatch_size=16", "optim.lr=1e-3", "reference=recompute", "save_every=1",
-                "iterations=3", "export_llava=false", "sampling.strategy=uniform"]
+                "iterations=3", "export_llava=false", "sampling.strategy=uniform",
+                # a sharded update runs every row (skip_inert needs the same forwards on every process);
+                # the 1-process resume must do the same math
+                "skip_inert_rows=false"]
 
     a, b = tmp_path / "a", tmp_path / "b"
     proc = launch(2, *cmd(a), port=29540, config_file="configs/accelerate/fsdp.yaml")

@@ -45,7 +45,8 @@ def test_rl_iterations_run_and_change_the_parameters(sft_tiny, tmp_path, loss):
 
 def test_train_freezes_the_modules_it_leaves_out(sft_tiny, tmp_path):
     """train=[projector, llm]: the encoder's weights are bit-identical after RL, the LLM's have moved."""
-    out = main(rl_cfg(sft_tiny, tmp_path, "iterations=2", "train=[projector,llm]"))
+    # every reward of this tiny model is 0: skip_inert_rows would skip every row and move nothing
+    out = main(rl_cfg(sft_tiny, tmp_path, "iterations=2", "train=[projector,llm]", "skip_inert_rows=false"))
     before, after = load_file(str(sft_tiny / "model.safetensors")), load_file(str(out / "model.safetensors"))
     enc = [k for k in before if k.startswith("encoder.")]
     llm = [k for k in before if k.startswith("llm.")]
@@ -89,7 +90,8 @@ def test_never_drawn_script_scores_the_prompts_the_run_did_not_draw(sft_tiny, tm
 def test_first_step_of_an_iteration_has_zero_log_ratio(sft_tiny, tmp_path):
     """One gradient step per iteration: the loss sees pi_theta == pi_theta_i, so the log-ratio is exactly 0
     against a recomputed reference, and 0 to float error against the sampler's log-probs (the default)."""
-    one_step = ("iterations=2", "steps_per_iteration=1", "minibatch_size=1000", "loss.name=kimi")
+    one_step = ("iterations=2", "steps_per_iteration=1", "minibatch_size=1000", "loss.name=kimi",
+                "skip_inert_rows=false")  # all-zero rewards here: skipping would leave no row to measure
     out = main(rl_cfg(sft_tiny, tmp_path / "recompute", *one_step, "reference=recompute"))
     assert all(r["log_ratio_abs_max"] == 0.0 for r in rows(out))
     out = main(rl_cfg(sft_tiny, tmp_path / "sampler", *one_step))

@@ -19,6 +19,7 @@ zero-weight "idle" forwards on one of its rows, or on a one-token placeholder wh
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -243,7 +244,11 @@ def grad_norm(model, clip: float) -> float:
 def inert_rows(model, loss_fn: Callable, rewards: torch.Tensor, group: torch.Tensor, hyper: dict,
                cfg: UpdateConfig) -> torch.Tensor | None:
     """(B,) bool: the rows ``cfg.skip_inert`` lets the update skip (None: run every row)."""
-    if not cfg.skip_inert or not hasattr(loss_fn, "inert_rows") or is_sharded(model):
+    if not cfg.skip_inert or not hasattr(loss_fn, "inert_rows"):
+        return None
+    if is_sharded(model):  # a skipped forward would leave the other processes waiting in its all-gather
+        warnings.warn("skip_inert is ignored on a sharded model: every row runs (a resume of this run on one "
+                      "process does the same math with skip_inert_rows=false)", stacklevel=2)
         return None
     return loss_fn.inert_rows(rewards, group, **hyper).cpu()
 

@@ -46,3 +46,15 @@ def test_pipeline_end_to_end_and_skip_on_rerun(tmp_path, capsys):
     main(_cfg(tmp_path))
     out = capsys.readouterr().out
     assert out.count("done earlier, skipped") == 6
+
+
+def test_step_paths_names_step_directories_and_leaves_other_braces():
+    from pathlib import Path
+
+    from vlrl.stages.pipeline import step_paths
+
+    run = Path("runs/x")
+    assert step_paths("sources=[{curate}/data.jsonl,synth:a?n=3]", run, "rl") == "sources=[runs/x/curate/data.jsonl,synth:a?n=3]"
+    assert step_paths("output_dir={out}", run, "rl") == "output_dir=runs/x/rl"
+    assert step_paths("phases=[{steps: 100}]", run, "warmup") == "phases=[{steps: 100}]"
+    assert step_paths("x={nostep}", run, "rl") == "x={nostep}"

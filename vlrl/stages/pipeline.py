@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import time
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
@@ -31,7 +32,8 @@ from vlrl.stages import PIPELINE, STAGES
 @dataclass
 class StageRun:
     config: str = ""  # the stage's YAML
-    overrides: List[str] = field(default_factory=list)  # key=value, applied after the pipeline's wiring
+    # key=value, applied after the pipeline's wiring; {<step>} / {out} name a step's / this step's directory
+    overrides: List[str] = field(default_factory=list)
     enabled: bool = True
 
 
@@ -46,10 +48,16 @@ PipelineConfig.__doc__ = "``name`` / ``root``: the run directory ``<root>/<name>
 PipelineConfig.__module__ = __name__
 
 
+def step_paths(text: str, run: Path, step: str) -> str:
+    """``text`` with ``{out}`` (``step``'s directory) and ``{<step>}`` (that step's) as paths inside ``run``;
+    other braces (``phases=[{steps: 100}]``) are left alone."""
+    dirs = {"out": str(run / step), **{s: str(run / s) for s in PIPELINE}}
+    return re.sub(r"\{(\w+)\}", lambda m: dirs.get(m.group(1), m.group(0)), text)
+
+
 def wiring(run: Path) -> Dict[str, List[str]]:
     """The overrides that chain the steps by explicit paths inside ``run``."""
-    dirs = {step: str(run / step) for step in PIPELINE}
-    return {step: [w.format(out=dirs[step], **dirs) for w in spec.wiring] for step, spec in PIPELINE.items()}
+    return {step: [step_paths(w, run, step) for w in spec.wiring] for step, spec in PIPELINE.items()}
 
 
 def run_stage(name: str, spec: StageRun, run: Path, log: Callable[[str], None]) -> float:
@@ -60,7 +68,8 @@ def run_stage(name: str, spec: StageRun, run: Path, log: Callable[[str], None]) 
         return 0.0
     stage = STAGES[PIPELINE[name].stage]
     mod = importlib.import_module(stage.module)
-    cfg = load_config(getattr(mod, stage.schema), spec.config, [*wiring(run)[name], *spec.overrides])
+    overrides = [step_paths(o, run, name) for o in spec.overrides]  # "sources=[{curate}/data.jsonl,...]"
+    cfg = load_config(getattr(mod, stage.schema), spec.config, [*wiring(run)[name], *overrides])
     log(f"{name}: {spec.config} -> {out}")
     t = time.time()
     mod.main(cfg)

@@ -58,3 +58,26 @@ def test_step_paths_names_step_directories_and_leaves_other_braces():
     assert step_paths("output_dir={out}", run, "rl") == "output_dir=runs/x/rl"
     assert step_paths("phases=[{steps: 100}]", run, "warmup") == "phases=[{steps: 100}]"
     assert step_paths("x={nostep}", run, "rl") == "x={nostep}"
+
+
+def test_pipeline_seed_goes_to_every_stage_before_its_own_overrides(tmp_path, monkeypatch):
+    import types
+
+    import vlrl.stages.pipeline as pipeline
+    from vlrl.stages.pipeline import StageRun, run_stage
+
+    seen = []
+    fake = types.SimpleNamespace(main=lambda cfg: None)
+    monkeypatch.setattr(pipeline, "importlib", types.SimpleNamespace(import_module=lambda name: fake))
+    monkeypatch.setattr(pipeline, "load_config", lambda schema, path, overrides: seen.append(overrides))
+    for stage in ("warmup", "rl"):
+        setattr(fake, pipeline.STAGES[pipeline.PIPELINE[stage].stage].schema, object)
+    for d in ("warmup", "rl", "other/rl"):  # where the stages (faked here) would write
+        (tmp_path / d).mkdir(parents=True)
+    run_stage("warmup", StageRun("w.yaml", ["lr=1"]), tmp_path, print, seed=3)
+    run_stage("rl", StageRun("r.yaml", ["seed=9"]), tmp_path, print, seed=3)
+    run_stage("rl", StageRun("r.yaml", []), tmp_path / "other", print)
+    assert len(seen) == 3
+    assert seen[0][-2:] == ["seed=3", "lr=1"]
+    assert seen[1][-2:] == ["seed=3", "seed=9"]  # the stage's own seed comes later, so it wins
+    assert not any(o.startswith("seed=") for o in seen[2])  # no pipeline seed: the stages' own defaults

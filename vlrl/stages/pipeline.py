@@ -22,7 +22,7 @@ import re
 import time
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 from vlrl.config import load_config, save_config
 from vlrl.distributed import barrier, is_main
@@ -42,9 +42,12 @@ def _step_field(name: str):
 
 
 # one field per step of PIPELINE (the table in vlrl/stages/__init__.py), so a new step needs no edit here
-PipelineConfig = make_dataclass("PipelineConfig", [("name", str, "tiny"), ("root", str, "runs")] +
+PipelineConfig = make_dataclass("PipelineConfig", [("name", str, "tiny"), ("root", str, "runs"),
+                                                   ("seed", Optional[int], None)] +
                                 [(step, StageRun, _step_field(step)) for step in PIPELINE])
-PipelineConfig.__doc__ = "``name`` / ``root``: the run directory ``<root>/<name>``; one StageRun per pipeline step."
+PipelineConfig.__doc__ = ("``name`` / ``root``: the run directory ``<root>/<name>``; ``seed``: when set, every stage's "
+                          "``seed`` (model init, shuffling, sampling; the synthetic data keep their own seeds, so "
+                          "pipeline seeds share the problems); one StageRun per pipeline step.")
 PipelineConfig.__module__ = __name__
 
 
@@ -60,8 +63,9 @@ def wiring(run: Path) -> Dict[str, List[str]]:
     return {step: [step_paths(w, run, step) for w in spec.wiring] for step, spec in PIPELINE.items()}
 
 
-def run_stage(name: str, spec: StageRun, run: Path, log: Callable[[str], None]) -> float:
-    """Run one stage unless its ``.done`` marker exists; returns seconds spent (0 when skipped)."""
+def run_stage(name: str, spec: StageRun, run: Path, log: Callable[[str], None], seed: Optional[int] = None) -> float:
+    """Run one stage unless its ``.done`` marker exists; returns seconds spent (0 when skipped). ``seed``
+    (the pipeline's) comes before the stage's own overrides, so a stage can still set its own."""
     out = run / name
     if (out / ".done").exists():
         log(f"{name}: done earlier, skipped")
@@ -69,7 +73,8 @@ def run_stage(name: str, spec: StageRun, run: Path, log: Callable[[str], None]) 
     stage = STAGES[PIPELINE[name].stage]
     mod = importlib.import_module(stage.module)
     overrides = [step_paths(o, run, name) for o in spec.overrides]  # "sources=[{curate}/data.jsonl,...]"
-    cfg = load_config(getattr(mod, stage.schema), spec.config, [*wiring(run)[name], *overrides])
+    seeded = [] if seed is None else [f"seed={seed}"]
+    cfg = load_config(getattr(mod, stage.schema), spec.config, [*wiring(run)[name], *seeded, *overrides])
     log(f"{name}: {spec.config} -> {out}")
     t = time.time()
     mod.main(cfg)
@@ -94,7 +99,7 @@ def main(cfg: PipelineConfig) -> Path:
     for name in PIPELINE:
         spec = getattr(cfg, name)
         if spec.enabled:
-            spent = run_stage(name, spec, run, log)
+            spent = run_stage(name, spec, run, log, cfg.seed)
             if spent:
                 log(f"{name}: finished in {spent / 60:.1f} min")
     if is_main():

@@ -103,3 +103,17 @@ def test_evaluations_are_cached_per_held_out_set_and_sample_count():
     assert bench(val).eval_dir(m, "sampled") != bench(test).eval_dir(m, "sampled")
     assert bench(val).eval_dir(m, "sampled") != bench(val, samples=4).eval_dir(m, "sampled")
     assert bench(val).eval_dir(m, "greedy").parent == m / "bench_eval"
+
+
+def test_bench_generate_compares_decoders_and_caches_in_one_process():
+    import json
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(ROOT / "scripts/bench_generate.py"), "--batch", "1", "--samples", "2",
+           "--max-new-tokens", "3", "--repeats", "1", "--threads", "1", "--decoder", "compare", "--kv-cache", "compare"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    d = json.loads(out[out.index("{"):])
+    assert set(d["decoder_compare"]) == {"llama_s", "transformers_s", "speedup"}
+    assert set(d["kv_cache_compare"]) == {"inplace_s", "dynamic_s", "speedup"}
+    assert d["time_split"]["llm"] > 0  # the decoders' prefill and steps are clocked, whichever runs

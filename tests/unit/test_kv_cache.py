@@ -6,7 +6,7 @@ from transformers.cache_utils import DynamicLayer
 from processors import collate_generation
 from tests.unit.test_model import mixed_samples
 from vlrl.models import SamplingParams, generate
-from vlrl.models import generation as gen
+from vlrl.models import decoding
 from vlrl.models.kv_cache import PreallocatedLayer, decode_cache
 
 
@@ -60,14 +60,14 @@ def test_generation_with_the_in_place_cache_equals_transformers_dynamic_cache(ti
     model.eval()
     batch = collate_generation([proc.encode(s) for s in mixed_samples()], proc.pad_token_id)
     # the random-init model samples near-uniformly: one token in 8 a stop token ends rows at different steps
-    p = SamplingParams(max_new_tokens=24, temperature=1.0, num_samples=3,
+    p = SamplingParams(max_new_tokens=24, temperature=1.0, num_samples=3, decoder="transformers",
                        stop_token_ids=list(range(0, len(proc.tokenizer), 8)))
 
     def run():
         return generate(model, batch, p, proc.eos_token_id, generator=torch.Generator().manual_seed(4))
 
     ours = run()
-    monkeypatch.setattr(gen, "decode_cache", lambda llm, reserve: None)  # the model builds a DynamicCache
+    monkeypatch.setattr(decoding, "decode_cache", lambda llm, reserve: None)  # the model builds a DynamicCache
     ref = run()
     assert len({len(t) for t in ref.tokens}) > 1  # rows did finish at different steps
     assert ours.tokens == ref.tokens and ours.finish_reasons == ref.finish_reasons

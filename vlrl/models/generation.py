@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from processors.collate import Batch, collate_generation
 from vlrl.models.keyed_random import uniforms
-from vlrl.models.kv_cache import decode_cache
+from vlrl.models.decoding import DECODERS, decoder_for
 from vlrl.models.vlm import VisionLanguageModel, position_ids_from_mask
 
 
@@ -40,8 +40,14 @@ class SamplingParams:
     # process (about a minute on a 2-core CPU), then far fewer per-op dispatches per decode step, which is
     # what a small model's decode time is made of (docs/results.md has the measured speed-ups)
     compile: bool = False
+    # the LLM's decode loop: "auto" (vlrl's own Llama-family decoder where it applies and compile is off,
+    # else the model's forward), "llama" (that decoder or an error), "transformers" (the model's forward):
+    # vlrl.models.decoding
+    decoder: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got '{self.decoder}'")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
         if self.num_samples < 1:
@@ -151,26 +157,20 @@ def llm_forward(llm: torch.nn.Module, compile: bool) -> Callable:
     return _COMPILED[llm]
 
 
-def _prefill(model: VisionLanguageModel, batch: Batch, counts: list[int], llm: Callable, cache_key: str,
-             max_new: int):
-    """Encode images and prefill the prompts once; repeat prompt i's cache row ``counts[i]`` times.
-    Returns (cache, last logits (R, V), attention mask (R, T), next positions (R,), prompt index (R,)),
-    R = sum(counts). The cache has room for ``max_new`` more tokens (written in place, not concatenated)."""
+def _prefill(model: VisionLanguageModel, batch: Batch, counts: list[int], decoder) -> tuple:
+    """Encode images and prefill the prompts once; repeat prompt i's cached row ``counts[i]`` times.
+    Returns (last logits (R, V), attention mask (R, T), next positions (R,), prompt index (R,)),
+    R = sum(counts)."""
     mask = batch.attention_mask
     pos = position_ids_from_mask(mask)
     embeds = model.embed(batch.input_ids, batch.pixel_values, batch.image_counts, batch.sample_ids)
-    given = decode_cache(model.llm, max_new)
-    out = llm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
-              **({} if given is None else {cache_key: given}))
-    # transformers 5 names the returned cache ``cache`` (``past_key_values`` warns, and goes in 5.40)
-    cache = out.cache if cache_key == "cache" else out.past_key_values
-    logits, next_pos = out.logits[:, -1], pos[:, -1] + 1
+    logits, next_pos = decoder.prefill(embeds, mask, pos), pos[:, -1] + 1
     index = torch.repeat_interleave(torch.arange(len(counts), device=mask.device),
                                     torch.tensor(counts, device=mask.device))
     if any(c != 1 for c in counts):
-        cache.batch_select_indices(index)
+        decoder.select(index)
         logits, mask, next_pos = logits[index], mask[index], next_pos[index]
-    return cache, logits, mask, next_pos, index
+    return logits, mask, next_pos, index
 
 
 @torch.no_grad()
@@ -211,14 +211,14 @@ def generate(
 def _decode(model: VisionLanguageModel, batch: Batch, params: SamplingParams, eos_token_id: int, generator,
             on_tokens, samples_per_prompt, max_new_per_prompt, row_keys) -> GenerationOutput:
     """The body of :func:`generate` (same arguments): prefill, then one decode step per new token."""
-    llm = llm_forward(model.llm, params.compile)
-    cache_key = cache_kwarg(type(model.llm))
     stop = torch.tensor(params.stop_token_ids or [eos_token_id], device=batch.input_ids.device)
     B = batch.input_ids.shape[0]
     counts = samples_per_prompt or [params.num_samples] * B
     caps_per_prompt = max_new_per_prompt or [params.max_new_tokens] * B
     max_new = max(caps_per_prompt)
-    cache, logits, mask, next_pos, index = _prefill(model, batch, counts, llm, cache_key, max_new)
+    decoder = decoder_for(model.llm, params.decoder, llm_forward(model.llm, params.compile),
+                          cache_kwarg(type(model.llm)), max_new)
+    logits, mask, next_pos, index = _prefill(model, batch, counts, decoder)
     n_rows = logits.shape[0]
     caps = torch.tensor(caps_per_prompt, device=logits.device)[index]  # (R,)
     rows = torch.arange(n_rows, device=logits.device)  # active row -> output row
@@ -244,11 +244,10 @@ def _decode(model: VisionLanguageModel, batch: Batch, params: SamplingParams, eo
         if keep.numel() == 0 or step == max_new - 1:
             break
         if keep.numel() < rows.numel():  # drop finished rows from the cache
-            cache.batch_select_indices(keep)
+            decoder.select(keep)
             rows, tok, mask, next_pos = rows[keep], tok[keep], mask[keep], next_pos[keep]
-        out = llm(input_ids=tok[:, None], attention_mask=mask[:, : prompt_len + step + 1],
-                  position_ids=next_pos[:, None], use_cache=True, **{cache_key: cache})
-        logits, next_pos = out.logits[:, -1], next_pos + 1
+        logits = decoder.step(tok, mask[:, : prompt_len + step + 1], next_pos)
+        next_pos = next_pos + 1
     return _output(toks, lps, lengths, stopped, looped, index)
 
 

@@ -35,6 +35,9 @@ class RolloutConfig:
     repeat_times: int = 4
     batch_size: int = 32  # prompts (or continued trajectories) per generation call
     compile: bool = False  # decode through torch.compile: ~1 min once per run, then faster rollouts (results.md)
+    # the LLM's decode loop: auto (vlrl's Llama-family decoder where it applies, else the model's forward),
+    # llama, or transformers (the model's own forward, e.g. to check the other against it)
+    decoder: str = "auto"
 
 
 def _generate(model, processor, samples: Sequence[Sample], prefixes: Sequence[list[int]], counts: Sequence[int],
@@ -44,7 +47,7 @@ def _generate(model, processor, samples: Sequence[Sample], prefixes: Sequence[li
     prompt i gets ``counts[i]`` samples of at most ``caps[i]`` tokens, all prompts of a batch in one loop."""
     params = SamplingParams(max_new_tokens=max(caps), temperature=cfg.temperature, top_p=cfg.top_p,
                             repeat_max_period=cfg.repeat_max_period, repeat_times=cfg.repeat_times,
-                            compile=cfg.compile)
+                            compile=cfg.compile, decoder=cfg.decoder)
     out = generate_texts(model, processor, samples, params, prefixes=prefixes, counts=counts, caps=caps,
                          batch_size=cfg.batch_size, row_keys=keys)
     return out.tokens, out.logprobs, out.finish_reasons, out.prompt_index

@@ -37,6 +37,9 @@ from vlrl.models import decoding
 from vlrl.stages import ModelFile
 
 
+DECODER_STEPS = tuple((cls, m) for cls in (decoding.LlamaDecoder, decoding.TransformersDecoder) for m in ("prefill", "step"))
+
+
 class Clock:
     """Wall time inside some (non-nested) modules' forwards (pre/post forward hooks) and inside the
     decoders' ``prefill`` / ``step`` (``methods``: (class, name) pairs, wrapped). A compiled decode calls
@@ -142,8 +145,7 @@ def main() -> None:
                             stop_token_ids=[-1], compile=a.compile,  # never stops early: fixed work per run
                             decoder="auto" if a.decoder == "compare" else a.decoder)
     # hooks first: a compiled forward is traced with them (added later, they would force a recompile)
-    steps = [(cls, m) for cls in (decoding.LlamaDecoder, decoding.TransformersDecoder) for m in ("prefill", "step")]
-    clocks = {"llm": Clock(methods=steps), "vision": Clock(model.encoder, model.projector)}
+    clocks = {"llm": Clock(methods=DECODER_STEPS), "vision": Clock(model.encoder, model.projector)}
     t0 = time.perf_counter()
     generate(model, batch, params, proc.eos_token_id)  # warm-up (and compilation)
     compile_seconds = time.perf_counter() - t0

@@ -37,16 +37,7 @@ from vlrl.rollout.scoring import sampled_logprobs, scoring_batch
 from vlrl.stages import ModelFile
 from vlrl.training import build_optimizer
 from vlrl.config import OptimConfig  # noqa: E402
-
-
-class ForwardTimer:
-    """Accumulates wall time spent inside the forwards of some (non-nested) modules (pre/post hooks)."""
-
-    def __init__(self, *modules: torch.nn.Module) -> None:
-        self.total, self._t = 0.0, 0.0
-        for module in modules:
-            module.register_forward_pre_hook(lambda *a: setattr(self, "_t", time.perf_counter()))
-            module.register_forward_hook(lambda *a: setattr(self, "total", self.total + time.perf_counter() - self._t))
+from bench_generate import DECODER_STEPS, Clock  # noqa: E402  (this directory: the script's own)
 
 
 class GenerateTimer:
@@ -71,7 +62,7 @@ class GenerateTimer:
 GEN_TIMER: GenerateTimer | None = None
 
 
-def rl_step(model, proc, prompts, cfg: RolloutConfig, reward_fn, step: int, timer: ForwardTimer,
+def rl_step(model, proc, prompts, cfg: RolloutConfig, reward_fn, step: int, timer: Clock,
             reference: str = "sampler") -> dict:
     t0, f0, g0 = time.perf_counter(), timer.total, GEN_TIMER.total
     trajs = rollout(model, proc, prompts, ReplayBuffer(), step, cfg)
@@ -125,8 +116,9 @@ def long_tail(model, proc, a, reward_fn) -> dict:
     handle = LongTailEOS(model, proc.eos_token_id, p0, a.lt_a, a.lt_b)
     out = {}
     for name, budget in (("full", 0), ("partial", a.lt_budget)):
+        # the hooks read the positions the LLM's own forward is called with: decode through it
         cfg = RolloutConfig(k=a.k, max_response_tokens=a.lt_max_tokens, budget=budget, max_age=100,
-                            repeat_max_period=0)
+                            repeat_max_period=0, decoder="transformers")
         buffer, useful, lengths = ReplayBuffer(cfg.max_age), 0, []
         t0, t_roll = time.perf_counter(), 0.0
         for it in range(a.lt_iterations):
@@ -180,7 +172,8 @@ def main() -> None:
     torch.manual_seed(0)
     model, proc = load_pretrained(a.model) if a.model else build_vlm(load_config(ModelFile, "configs/tiny/model.yaml").model)
     model.precision = a.precision
-    timer = ForwardTimer(model.llm, model.encoder, model.projector)  # every forward of the model
+    # every forward of the model: the vision modules' and the LLM decoder's prefill and steps
+    timer = Clock(model.encoder, model.projector, methods=DECODER_STEPS)
     global GEN_TIMER
     GEN_TIMER = GenerateTimer()
     cfg = RolloutConfig(k=a.k, max_response_tokens=a.max_tokens, repeat_max_period=a.repeat_max_period,

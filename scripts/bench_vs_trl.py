@@ -19,7 +19,10 @@ load drifts hit both, and every run has the same:
   on CPU), ``--threads`` threads.
 
 ``update_s_at_matmul_rate`` is the update's matmul work at the machine's measured matmul rate
-(``matmul_gflops``): the floor under any implementation of the same update, TRL's included.
+(``matmul_gflops``): the floor under any implementation of the same update, TRL's included;
+``decode_s_at_matmul_floor`` is the decode's: the LLM's linear layers on k rows, chained as in a step,
+once per new token. ``ratio_bound`` = TRL's step time over the sum of the two floors: the ratio no exact
+implementation of the same work exceeds on this machine.
 
 Step times are medians over ``--steps`` steps after one warm-up step (``first_step_s``: with ``--compile``
 it holds the one-time compilation); the split is generation + reward (+ TRL's log-prob bookkeeping)
@@ -224,6 +227,32 @@ def update_bound(d: Path, a: argparse.Namespace, gflops: float) -> dict:
             "update_gflop": round(flops / 1e9, 2), "update_s_at_matmul_rate": round(flops / (gflops * 1e9), 4)}
 
 
+def decode_bound(d: Path, a: argparse.Namespace, threads: int, reps: int = 30) -> dict:
+    """A decode step's matmuls alone: every linear layer of the LLM in order (lm_head included) on
+    prompts x k rows, timed as one chain (so the weights stream through the caches as in a real step),
+    best of ``reps``, times the new tokens. The decode of any implementation computing these logits pays
+    at least this: at a few rows per step the weights are read once per token, so it is bound by how fast
+    they stream, not by FLOPs."""
+    import torch
+    import torch.nn.functional as F
+
+    from vlrl.models import load_pretrained
+
+    torch.set_num_threads(threads)
+    model, _ = load_pretrained(d / "vlrl")
+    linears = [m for m in model.llm.modules() if isinstance(m, torch.nn.Linear)]
+    rows = a.prompts * a.k
+    inputs = {m.in_features: torch.randn(rows, m.in_features) for m in linears}
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(reps):
+            t = time.perf_counter()
+            for m in linears:
+                F.linear(inputs[m.in_features], m.weight, m.bias)
+            best = min(best, time.perf_counter() - t)
+    return {"decode_step_matmul_s": round(best, 6), "decode_s_at_matmul_floor": round(best * a.max_tokens, 4)}
+
+
 def compare(runs: dict[str, list[dict]]) -> dict:
     """Per implementation the median of its runs' numbers; the ratio of completions/s (vlrl / TRL)."""
     out: dict = {}
@@ -268,7 +297,11 @@ def main() -> None:
                 runs[arm].append(launch(a, arm, size))
                 print(f"[bench] {size} {arm} run {i + 1}: {runs[arm][-1]['completions_per_s']} completions/s",
                       file=sys.stderr, flush=True)
-        sized = {**update_bound(d, a, result["matmul_gflops"]), **compare(runs)}
+        sized = {**update_bound(d, a, result["matmul_gflops"]), **decode_bound(d, a, a.threads), **compare(runs)}
+        # the most any exact implementation could gain over TRL here: TRL's step against the step made of
+        # nothing but its decode matmuls and the update at the matmul rate (reward and sampling left out)
+        floor = sized["decode_s_at_matmul_floor"] + sized["update_s_at_matmul_rate"]
+        sized["ratio_bound"] = round(sized["trl"]["step_s"] / floor, 2)
         for arm in runs:  # the share of the matmul rate the update runs at (1 = the floor)
             sized[arm]["update_matmul_efficiency"] = round(sized["update_s_at_matmul_rate"]
                                                            / max(1e-9, sized[arm]["split_s"]["update"]), 2)

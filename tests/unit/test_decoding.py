@@ -95,6 +95,12 @@ def test_the_decoder_is_chosen_only_where_it_computes_the_same():
     assert "sliding" in llama_unsupported(_hf("mistral", sliding_window=16))
     assert "activation" in llama_unsupported(_hf("llama", hidden_act="gelu"))
     assert "not one of" in llama_unsupported(_hf("qwen3"))  # q/k norms: not the Llama layout
+    from torch.distributed.fsdp import FSDPModule
+
+    sharded = _hf("llama")  # what fully_shard does to a layer's class (its weights live only in its forward)
+    layer = sharded.model.layers[0]
+    layer.__class__ = type("FSDP" + type(layer).__name__, (FSDPModule, type(layer)), {})
+    assert "sharded" in llama_unsupported(sharded)
 
 
 def test_lora_wrapped_model_falls_back_to_its_own_forward():
@@ -107,3 +113,4 @@ def test_lora_wrapped_model_falls_back_to_its_own_forward():
     assert why is not None and "LoRA" in why
     with pytest.raises(ValueError, match="LoRA"):
         LlamaDecoder(model.llm, reserve=2)
+

@@ -71,11 +71,17 @@ def llama_unsupported(llm: nn.Module) -> str | None:
         return "sliding-window attention"
     if any(t != "full_attention" for t in (getattr(cfg, "layer_types", None) or [])):
         return "layers other than full attention"
+    if getattr(cfg, "attention_dropout", 0.0):
+        return "attention dropout"
     if getattr(cfg, "pretraining_tp", 1) != 1:
         return "pretraining_tp > 1"
     rope = getattr(llm.model.rotary_emb, "rope_type", "default")
     if rope not in STATIC_ROPE:
         return f"rope type {rope} (its frequencies change with the length)"
+    from torch.distributed.fsdp import FSDPModule
+
+    if any(isinstance(m, FSDPModule) for m in llm.modules()):  # weights gathered only inside their forwards
+        return "sharded (FSDP) modules"
     for layer in llm.model.layers:  # LoRA and other wrappers replace nn.Linear: their own forward must run
         att, mlp = layer.self_attn, layer.mlp
         if any(type(m) is not nn.Linear for m in (att.q_proj, att.k_proj, att.v_proj, att.o_proj,
@@ -135,7 +141,7 @@ class LlamaDecoder:
         q = F.linear(x, att.q_proj.weight, att.q_proj.bias).view(R, n, self.heads, self.head_dim).transpose(1, 2)
         k = F.linear(x, att.k_proj.weight, att.k_proj.bias).view(R, n, self.kv_heads, self.head_dim).transpose(1, 2)
         v = F.linear(x, att.v_proj.weight, att.v_proj.bias).view(R, n, self.kv_heads, self.head_dim).transpose(1, 2)
-        start = self.length - n
+        start = self.length - n  # this call's positions; the attention reads every cached one
         self.kv[i, 0, :, :, start: self.length] = self._rotate(k, cos, sin)
         self.kv[i, 1, :, :, start: self.length] = v
         keys, values = self.kv[i, 0, :, :, : self.length], self.kv[i, 1, :, :, : self.length]

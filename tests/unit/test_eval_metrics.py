@@ -73,3 +73,34 @@ def test_heldout_points_table_and_plot_over_iterations(tmp_path):
     assert table[-1] == "| change 0 -> 10 (points) | +20.0 | +15.0 | +25.0 | +15.0 | +10.0 | +20.0 |"
     assert plot_heldout(tmp_path, tmp_path / "h.png").is_file()
     assert plot_heldout(tmp_path / "none", tmp_path / "n.png") is None
+
+
+def test_answer_modes_by_hand(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from vlrl.eval.metrics import answer_modes
+
+    def rec(i, modality, responses, correct):
+        return PromptRecord(id=str(i), modality=modality, domain="d", difficulty=1, pair_id=None, correct=correct,
+                            answers=["1"] * len(correct), lengths=[1] * len(correct), responses=responses)
+
+    records = [rec(0, "image", ["Answer: 3", " Answer: 4", "Count: 1, 2. Answer: 2"], [True, False, True]),
+               rec(1, "image", ["So 5. Answer: 5"], [False]), rec(2, "text", ["Answer: 7"], [True])]
+    out = answer_modes(records)
+    # image: 2 direct of 4 (1 right), 2 reasoned (1 right); text: 1 direct, right, no reasoned response
+    assert out["image"] == {"responses": 4, "direct_share": 0.5, "direct_accuracy": 0.5, "reasoned_accuracy": 0.5}
+    assert out["text"] == {"responses": 1, "direct_share": 1.0, "direct_accuracy": 1.0, "reasoned_accuracy": None}
+    (tmp_path / "iter-0").mkdir()
+    with (tmp_path / "iter-0" / "records.jsonl").open("w") as f:
+        for r in records:
+            f.write(json.dumps(r.__dict__) + "\n")
+    script = Path(__file__).resolve().parents[2] / "scripts" / "answer_modes.py"
+    got = json.loads(subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True,
+                                    check=True).stdout)
+    assert got == {str(tmp_path / "iter-0"): out}
+    (tmp_path / "bad.jsonl").write_text('{"id": 1}\n')
+    bad = subprocess.run([sys.executable, str(script), str(tmp_path / "bad.jsonl")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "bad.jsonl:1: not an evaluation record" in bad.stderr

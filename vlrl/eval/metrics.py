@@ -84,3 +84,22 @@ def full_report(records: list[PromptRecord], ks: Iterable[int] = (1,)) -> dict:
         "by_difficulty": grouped(records, "difficulty", ks),
         "modality_gap": modality_gap(records),
     }
+
+
+def answer_modes(records: list[PromptRecord], direct_prefix: str = "Answer:") -> dict:
+    """Per modality, how responses answer: ``direct`` (the response starts with ``direct_prefix``: no
+    reasoning before the answer) or ``reasoned``; the share of direct responses and each mode's accuracy
+    (None where a mode has no response). Shows a policy trading reasoning for guessing, which pass@1
+    alone hides."""
+    counts: dict = defaultdict(lambda: {"direct": [0, 0], "reasoned": [0, 0]})  # mode -> [responses, correct]
+    for r in records:
+        for text, ok in zip(r.responses, r.correct):
+            mode = "direct" if text.lstrip().startswith(direct_prefix) else "reasoned"
+            counts[r.modality][mode][0] += 1
+            counts[r.modality][mode][1] += int(ok)
+    out = {}
+    for modality, c in sorted(counts.items()):
+        total = c["direct"][0] + c["reasoned"][0]
+        out[modality] = {"responses": total, "direct_share": round(c["direct"][0] / total, 3),
+                         **{f"{m}_accuracy": round(c[m][1] / c[m][0], 3) if c[m][0] else None for m in c}}
+    return out

@@ -42,3 +42,11 @@ def test_keyed_uniforms_are_uniform_and_independent_across_steps():
     share = torch.bincount(toks, minlength=4).float() / len(toks)
     assert share[1] == 0 and torch.allclose(share, probs[0], atol=0.006)
     assert torch.equal(uniforms(keys[:5], 3), uniforms(keys[:5], 3))
+
+
+def test_the_table_of_every_step_equals_the_step_by_step_uniforms():
+    keys = torch.tensor([mix(3, i) for i in range(6)], dtype=torch.long)
+    table = uniforms(keys[:, None], torch.arange(9))  # (6, 9): what generate hashes once per call
+    assert table.shape == (6, 9)
+    for step in range(9):
+        assert torch.equal(table[:, step], uniforms(keys, step))

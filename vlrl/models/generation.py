@@ -231,9 +231,11 @@ def _decode(model: VisionLanguageModel, batch: Batch, params: SamplingParams, eo
     looped = torch.zeros(n_rows, dtype=torch.bool, device=logits.device)
     history: list[list[int]] = [[] for _ in range(n_rows)] if params.repeat_max_period else []
     keys = None if row_keys is None else torch.tensor(list(row_keys), dtype=torch.long, device=logits.device)
+    # every row's uniform of every step, hashed at once (one small table, not ~25 integer ops per step)
+    table = None if keys is None else uniforms(keys[:, None], torch.arange(max_new, device=keys.device))
     for step in range(max_new):
         model.exclude_placeholder(logits)  # a response never contains an image placeholder
-        u = None if keys is None else uniforms(keys[rows], step)
+        u = None if table is None else table[rows, step]
         tok, lps[rows, step] = _choose(logits, params, generator, u)
         toks[rows, step] = tok
         lengths[rows] = step + 1

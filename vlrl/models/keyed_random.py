@@ -45,8 +45,9 @@ def mix(*values: int | str) -> int:
     return h
 
 
-def uniforms(keys: torch.Tensor, step: int) -> torch.Tensor:
+def uniforms(keys: torch.Tensor, step: int | torch.Tensor) -> torch.Tensor:
     """(R,) int64 keys in [0, 2^32) -> (R,) float32 uniforms in [0, 1) for decode step ``step``
-    (24 bits: every value exact in float32, and never 1.0)."""
+    (24 bits: every value exact in float32, and never 1.0). Broadcasts: (R, 1) keys and (S,) steps give
+    the (R, S) table of every step at once."""
     h = hash32(keys ^ hash32(step & MASK32))
     return (h >> 8).to(torch.float32) / float(1 << 24)

@@ -41,8 +41,8 @@ DECODER_STEPS = tuple((cls, m) for cls in (decoding.LlamaDecoder, decoding.Trans
 
 
 class Clock:
-    """Wall time inside some (non-nested) modules' forwards (pre/post forward hooks) and inside the
-    decoders' ``prefill`` / ``step`` (``methods``: (class, name) pairs, wrapped). A compiled decode calls
+    """Wall time inside some (non-nested) modules' forwards (pre/post forward hooks) and inside functions
+    (``methods``: (class or module, name) pairs, wrapped in place: the decoders' ``prefill`` / ``step``). A compiled decode calls
     the LLM's forward, not the module, so module hooks do not fire there: that time counts as rest."""
 
     def __init__(self, *modules: torch.nn.Module, methods: tuple = ()) -> None:

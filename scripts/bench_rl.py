@@ -37,29 +37,11 @@ from vlrl.rollout.scoring import sampled_logprobs, scoring_batch
 from vlrl.stages import ModelFile
 from vlrl.training import build_optimizer
 from vlrl.config import OptimConfig  # noqa: E402
+from vlrl.models import generation  # noqa: E402
 from bench_generate import DECODER_STEPS, Clock  # noqa: E402  (this directory: the script's own)
 
 
-class GenerateTimer:
-    """Wall time inside ``generate`` calls (through ``generate_texts``, which the rollout engine calls;
-    the rest of a rollout is encoding prompts, collating and bookkeeping: overhead)."""
-
-    def __init__(self) -> None:
-        import vlrl.models.generation as engine
-
-        self.total, real = 0.0, engine.generate
-
-        def timed(*args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return real(*args, **kwargs)
-            finally:
-                self.total += time.perf_counter() - t
-
-        engine.generate = timed
-
-
-GEN_TIMER: GenerateTimer | None = None
+GEN_TIMER: Clock | None = None  # wall time inside generate (the rollout engine calls it through generate_texts)
 
 
 def rl_step(model, proc, prompts, cfg: RolloutConfig, reward_fn, step: int, timer: Clock,
@@ -175,7 +157,7 @@ def main() -> None:
     # every forward of the model: the vision modules' and the LLM decoder's prefill and steps
     timer = Clock(model.encoder, model.projector, methods=DECODER_STEPS)
     global GEN_TIMER
-    GEN_TIMER = GenerateTimer()
+    GEN_TIMER = Clock(methods=((generation, "generate"),))  # the rest of a rollout: encoding, collating
     cfg = RolloutConfig(k=a.k, max_response_tokens=a.max_tokens, repeat_max_period=a.repeat_max_period,
                         repeat_times=a.repeat_times)
     reward_fn = REWARDS.build("math", symbolic=False)

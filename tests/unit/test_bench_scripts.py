@@ -117,3 +117,17 @@ def test_bench_generate_compares_decoders_and_caches_in_one_process():
     assert set(d["decoder_compare"]) == {"llama_s", "transformers_s", "speedup"}
     assert set(d["kv_cache_compare"]) == {"inplace_s", "dynamic_s", "speedup"}
     assert d["time_split"]["llm"] > 0  # the decoders' prefill and steps are clocked, whichever runs
+
+
+def test_bench_rl_splits_a_step_and_times_partial_rollouts():
+    import json
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(ROOT / "scripts/bench_rl.py"), "--steps", "1", "--max-tokens", "8", "--threads", "1",
+           "--lt-iterations", "2", "--lt-prompts", "1", "--lt-max-tokens", "24", "--lt-budget", "8"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    d = json.loads(out[out.index("{"):])
+    assert set(d["time_split"]) == {"rollout", "reward", "train"}
+    assert 0 < d["forward_share_of_rollout"] <= 1  # the decoders' steps are clocked
+    assert d["partial_rollouts"]["partial"]["budget"] == 8

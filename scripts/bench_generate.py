@@ -117,6 +117,24 @@ def compare_decoders(model, batch, params: SamplingParams, eos: int, repeats: in
     return {**med, "speedup": round(med["transformers_s"] / med["llama_s"], 3)}
 
 
+def timed(model, batch, params: SamplingParams, eos: int, repeats: int, clocks: dict) -> tuple:
+    """One warm-up generation (and compilation), then ``repeats`` timed ones: (warm-up seconds, median
+    seconds, tokens per generation, the share of time each clock saw plus the rest)."""
+    t0 = time.perf_counter()
+    generate(model, batch, params, eos)
+    first = time.perf_counter() - t0
+    for c in clocks.values():
+        c.total = 0.0
+    times, tokens = [], 0
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        tokens = generate(model, batch, params, eos, torch.Generator().manual_seed(r)).num_tokens
+        times.append(time.perf_counter() - t0)
+    split = {k: round(c.total / sum(times), 3) for k, c in clocks.items()}
+    split["rest"] = round(1 - sum(split.values()), 3)
+    return first, statistics.median(times), tokens, split
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="saved model dir (default: build configs/tiny/model.yaml)")
@@ -146,20 +164,7 @@ def main() -> None:
                             decoder="auto" if a.decoder == "compare" else a.decoder)
     # hooks first: a compiled forward is traced with them (added later, they would force a recompile)
     clocks = {"llm": Clock(methods=DECODER_STEPS), "vision": Clock(model.encoder, model.projector)}
-    t0 = time.perf_counter()
-    generate(model, batch, params, proc.eos_token_id)  # warm-up (and compilation)
-    compile_seconds = time.perf_counter() - t0
-    for c in clocks.values():
-        c.total = 0.0
-    times, tokens = [], 0
-    for r in range(a.repeats):
-        t0 = time.perf_counter()
-        out = generate(model, batch, params, proc.eos_token_id, torch.Generator().manual_seed(r))
-        times.append(time.perf_counter() - t0)
-        tokens = out.num_tokens
-    med, total = statistics.median(times), sum(times)
-    split = {k: round(c.total / total, 3) for k, c in clocks.items()}
-    split["rest"] = round(1 - sum(split.values()), 3)
+    compile_seconds, med, tokens, split = timed(model, batch, params, proc.eos_token_id, a.repeats, clocks)
     print(json.dumps({
         "benchmark": "generate",
         "parameters": model.num_parameters(),

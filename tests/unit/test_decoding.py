@@ -114,3 +114,12 @@ def test_lora_wrapped_model_falls_back_to_its_own_forward():
     with pytest.raises(ValueError, match="LoRA"):
         LlamaDecoder(model.llm, reserve=2)
 
+
+
+def test_an_unknown_rollout_decoder_is_an_error_when_the_config_loads():
+    from vlrl.config import load_config
+    from vlrl.stages import rl
+
+    with pytest.raises(ValueError, match="rollout.decoder must be one of auto, llama, transformers, got 'fast'"):
+        load_config(rl.RLConfig, "configs/tiny/rl.yaml", ["rollout.decoder=fast"])
+    assert load_config(rl.RLConfig, "configs/tiny/rl.yaml", ["rollout.decoder=transformers"]).rollout.decoder == "transformers"

@@ -16,6 +16,7 @@ from typing import Sequence
 import torch
 
 from processors.processor import MultimodalProcessor
+from vlrl.models.decoding import DECODERS
 from vlrl.models.generation import SamplingParams, generate_texts
 from vlrl.models.keyed_random import mix
 from vlrl.models.vlm import VisionLanguageModel
@@ -38,6 +39,10 @@ class RolloutConfig:
     # the LLM's decode loop: auto (vlrl's Llama-family decoder where it applies, else the model's forward),
     # llama, or transformers (the model's own forward, e.g. to check the other against it)
     decoder: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.decoder not in DECODERS:  # at config load, not at the first rollout
+            raise ValueError(f"rollout.decoder must be one of {', '.join(DECODERS)}, got '{self.decoder}'")
 
 
 def _generate(model, processor, samples: Sequence[Sample], prefixes: Sequence[list[int]], counts: Sequence[int],

@@ -117,9 +117,11 @@ def test_lora_wrapped_model_falls_back_to_its_own_forward():
 
 
 def test_an_unknown_rollout_decoder_is_an_error_when_the_config_loads():
+    from tests.conftest import ROOT
     from vlrl.config import load_config
     from vlrl.stages import rl
 
+    path = ROOT / "configs/tiny/rl.yaml"
     with pytest.raises(ValueError, match="rollout.decoder must be one of auto, llama, transformers, got 'fast'"):
-        load_config(rl.RLConfig, "configs/tiny/rl.yaml", ["rollout.decoder=fast"])
-    assert load_config(rl.RLConfig, "configs/tiny/rl.yaml", ["rollout.decoder=transformers"]).rollout.decoder == "transformers"
+        load_config(rl.RLConfig, path, ["rollout.decoder=fast"])
+    assert load_config(rl.RLConfig, path, ["rollout.decoder=transformers"]).rollout.decoder == "transformers"

@@ -215,19 +215,16 @@ def matmul_gflops(threads: int, rows: int = 344, d: int = 384, f: int = 1024, re
     return round(2 * rows * d * f * reps / (time.perf_counter() - t) / 1e9, 1)
 
 
-def update_bound(d: Path, a: argparse.Namespace, gflops: float) -> dict:
+def update_bound(model, proc, a: argparse.Namespace, gflops: float) -> dict:
     """The update's matmul work (6 x LLM parameters x tokens: forward 2, backward 4) and the time it takes
     at the measured matmul rate: a floor no implementation of the same update goes under."""
-    from vlrl.models import load_pretrained
-
-    model, proc = load_pretrained(d / "vlrl")
     tokens = a.prompts * a.k * (len(proc.prompt_ids(prompts(1)[0])) + a.max_tokens)
     flops = 6 * model.num_parameters()["llm"] * tokens
     return {"parameters": model.num_parameters()["total"], "update_tokens": tokens,
             "update_gflop": round(flops / 1e9, 2), "update_s_at_matmul_rate": round(flops / (gflops * 1e9), 4)}
 
 
-def decode_bound(d: Path, a: argparse.Namespace, threads: int, reps: int = 30) -> dict:
+def decode_bound(model, a: argparse.Namespace, threads: int, reps: int = 30) -> dict:
     """A decode step's matmuls alone: every linear layer of the LLM in order (lm_head included) on
     prompts x k rows, timed as one chain (so the weights stream through the caches as in a real step),
     best of ``reps``, times the new tokens. The decode of any implementation computing these logits pays
@@ -236,10 +233,7 @@ def decode_bound(d: Path, a: argparse.Namespace, threads: int, reps: int = 30) -
     import torch
     import torch.nn.functional as F
 
-    from vlrl.models import load_pretrained
-
     torch.set_num_threads(threads)
-    model, _ = load_pretrained(d / "vlrl")
     linears = [m for m in model.llm.modules() if isinstance(m, torch.nn.Linear)]
     rows = a.prompts * a.k
     inputs = {m.in_features: torch.randn(rows, m.in_features) for m in linears}
@@ -297,7 +291,11 @@ def main() -> None:
                 runs[arm].append(launch(a, arm, size))
                 print(f"[bench] {size} {arm} run {i + 1}: {runs[arm][-1]['completions_per_s']} completions/s",
                       file=sys.stderr, flush=True)
-        sized = {**update_bound(d, a, result["matmul_gflops"]), **decode_bound(d, a, a.threads), **compare(runs)}
+        from vlrl.models import load_pretrained
+
+        model, proc = load_pretrained(d / "vlrl")  # the floors are the model's, measured in this process
+        sized = {**update_bound(model, proc, a, result["matmul_gflops"]), **decode_bound(model, a, a.threads),
+                 **compare(runs)}
         # the most any exact implementation could gain over TRL here: TRL's step against the step made of
         # nothing but its decode matmuls and the update at the matmul rate (reward and sampling left out)
         floor = sized["decode_s_at_matmul_floor"] + sized["update_s_at_matmul_rate"]

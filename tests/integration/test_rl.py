@@ -108,7 +108,7 @@ def test_the_sampler_reference_agrees_with_a_recomputed_one(sft_tiny, tmp_path):
     assert all(x["sampling_logprob_diff_max"] < 1e-4 and x["reference_rows_scored"] > 0 for x in r)
     r = rows(main(rl_cfg(sft_tiny, tmp_path / "sampler", *partial, "mask_old_segments=false")))
     assert r[0]["reference_rows_scored"] == 0 and any(x.get("reference_rows_scored", 0) > 0 for x in r[1:])
-    r = rows(main(rl_cfg(sft_tiny, tmp_path / "masked", *partial)))
+    r = rows(main(rl_cfg(sft_tiny, tmp_path / "masked", *partial, "mask_old_segments=true")))
     assert all(x.get("reference_rows_scored", 0) == 0 for x in r) and any("loss" in x for x in r)
     with pytest.raises(ValueError, match="reference must be 'sampler' or 'recompute'"):
         main(rl_cfg(sft_tiny, tmp_path / "bad", "reference=cached"))

@@ -22,7 +22,8 @@ config's ``eval_sources``), greedy and as the mean over 8 samples at T 1 (k1.5's
 
 The JSON has, per arm, the mean and spread (population std) over seeds of greedy and sampled pass@1 per
 modality and of the wall time, plus ``rl_gain/<modality>``: points of sampled pass@1 the ``rl`` arm adds
-over the warm-up (mean over seeds; ``rl_gain_std/<modality>`` is the spread). Finished arms are reused
+over the warm-up (mean over seeds; ``rl_gain_std/<modality>`` is the spread) and ``rl_minus_<arm>/<modality>``:
+RL minus each baseline in the same points, paired by seed, with the seeds RL is ahead on. Finished arms are reused
 (a re-run continues where it stopped); ``--fresh`` starts over. Runs go to ``--out``.
 """
 
@@ -202,6 +203,24 @@ def summarise(results: dict[str, list[dict]], a: argparse.Namespace) -> dict:
             gains = [100 * (r[key] - start[key]) for r in results["rl"]]
             out[f"rl_gain/{m}"] = round(statistics.fmean(gains), 2)
             out[f"rl_gain_std/{m}"] = round(statistics.pstdev(gains), 2)
+    out.update(paired_with_rl(results))
+    return out
+
+
+def paired_with_rl(results: dict[str, list[dict]]) -> dict:
+    """``rl_minus_<arm>/<modality>``: the rl arm's sampled pass@1 minus a baseline's, in points, paired by
+    seed (a seed's baseline ran from the same warm-up for that seed's RL wall time): mean, spread and
+    ``rl_ahead``, the seeds on which RL scored higher. Arms without one run per RL seed are left out."""
+    out: dict = {}
+    rl = results["rl"]
+    for arm, runs in results.items():
+        if arm in ("warmup", "rl") or len(runs) != len(rl):
+            continue
+        for m in MODALITIES:
+            key = f"sampled/{m}"
+            diffs = [100 * (r[key] - b[key]) for r, b in zip(rl, runs) if key in r and key in b]
+            if diffs:
+                out[f"rl_minus_{arm}/{m}"] = {**mean_std(diffs), "rl_ahead": sum(d > 0 for d in diffs)}
     return out
 
 
@@ -216,7 +235,10 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} | {arm[cols[0]]['n']} | " + " | ".join(cells) + f" | {wall:.0f} |")
     gains = [f"{m} {result[f'rl_gain/{m}']:+.1f} ± {result[f'rl_gain_std/{m}']:.1f}" for m in MODALITIES
              if f"rl_gain/{m}" in result]
-    return "\n".join(lines + ["", "RL gain over the warm-up, sampled pass@1 points: " + ", ".join(gains)])
+    paired = [f"{key.split('/')[0].removeprefix('rl_minus_')} {key.split('/')[1]} {v['mean']:+.1f} ± {v['std']:.1f} "
+              f"(ahead on {v['rl_ahead']} of {v['n']})" for key, v in result.items() if key.startswith("rl_minus_")]
+    tail = ["RL minus each baseline, paired by seed, sampled points: " + ", ".join(paired)] if paired else []
+    return "\n".join(lines + ["", "RL gain over the warm-up, sampled pass@1 points: " + ", ".join(gains), *tail])
 
 
 def main() -> None:

@@ -43,6 +43,22 @@ def test_trl_comparison_agrees_only_within_the_seed_spreads():
     assert apart["final_window_gap"] == 0.4 and not apart["agree_within_spread"]  # 0.4 > 0.1 + 0
 
 
+def test_rl_is_compared_with_each_baseline_seed_by_seed():
+    b = _script("bench_learning")
+    a = argparse.Namespace(seeds=[0, 1, 2], quick=False, warmup="w", rl_config="c", rl_override=[], samples=8)
+    results = {"warmup": [{"sampled/image": 0.25, "wall_s": 0.0}],
+               "rl": [{"sampled/image": 0.40}, {"sampled/image": 0.44}, {"sampled/image": 0.39}],
+               "rs": [{"sampled/image": 0.38}, {"sampled/image": 0.38}, {"sampled/image": 0.40}],
+               "sft": [{"sampled/image": 0.30}]}  # one seed of three: not paired
+    out = b.summarise(results, a)
+    # rl - rs per seed: +2, +6, -1 points -> mean 7/3 = 2.3333;
+    # deviations from 7/3: -1/3, 11/3, -10/3 -> squares 1/9 + 121/9 + 100/9 = 222/9, / 3 = 8.2222, sqrt 2.8674
+    assert out["rl_minus_rs/image"] == {"mean": 2.3333, "std": 2.8674, "n": 3, "rl_ahead": 2}
+    assert not any(k.startswith("rl_minus_sft") for k in out)
+    assert b.markdown(out).splitlines()[-1] == ("RL minus each baseline, paired by seed, sampled points: "
+                                               "rs image +2.3 ± 2.9 (ahead on 2 of 3)")
+
+
 def test_markdown_table_of_the_summary():
     b = _script("bench_learning")
     a = argparse.Namespace(seeds=[0], quick=True, warmup="w", rl_config="c", rl_override=[], samples=8)

@@ -235,7 +235,7 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} | {arm[cols[0]]['n']} | " + " | ".join(cells) + f" | {wall:.0f} |")
     gains = [f"{m} {result[f'rl_gain/{m}']:+.1f} ± {result[f'rl_gain_std/{m}']:.1f}" for m in MODALITIES
              if f"rl_gain/{m}" in result]
-    paired = [f"{key.split('/')[0].removeprefix('rl_minus_')} {key.split('/')[1]} {v['mean']:+.1f} ± {v['std']:.1f} "
+    paired = [f"{key.removeprefix('rl_minus_').replace('/', ' ')} {v['mean']:+.1f} ± {v['std']:.1f} "
               f"(ahead on {v['rl_ahead']} of {v['n']})" for key, v in result.items() if key.startswith("rl_minus_")]
     tail = ["RL minus each baseline, paired by seed, sampled points: " + ", ".join(paired)] if paired else []
     return "\n".join(lines + ["", "RL gain over the warm-up, sampled pass@1 points: " + ", ".join(gains), *tail])

@@ -104,3 +104,23 @@ def test_answer_modes_by_hand(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"id": 1}\n')
     bad = subprocess.run([sys.executable, str(script), str(tmp_path / "bad.jsonl")], capture_output=True, text=True)
     assert bad.returncode != 0 and "bad.jsonl:1: not an evaluation record" in bad.stderr
+
+
+def test_before_after_table_with_sampled_columns():
+    """Greedy before / after from the two stages' reports, sampled before / after from the run's first and
+    last evaluations; a modality the sampled runs lack gets empty cells."""
+    from vlrl.eval.pipeline_report import before_after
+
+    rep = lambda overall, image, text: {"overall": {"pass@1": overall, "mean_tokens": 100.0},  # noqa: E731
+                                        "by_modality": {"image": {"pass@1": image, "mean_tokens": 150.0},
+                                                        "text": {"pass@1": text, "mean_tokens": 50.0}}}
+    plain = before_after(rep(0.30, 0.40, 0.20), rep(0.35, 0.40, 0.30))
+    assert plain[0].count("|") == 7 and plain[4] == "| text | 0.200 | 0.300 | +10.0 | 50 | 50 |"
+    table = before_after(rep(0.30, 0.40, 0.20), rep(0.35, 0.40, 0.30),
+                         sampled=({"overall": 0.25, "image": 0.20}, {"overall": 0.31, "image": 0.32}))
+    assert table[0].endswith("| sampled before | sampled after | sampled change (points) |")
+    assert table[1] == "|---" * 9 + "|"
+    # image sampled 0.20 -> 0.32: +12.0 points; text has no sampled pass@1 here
+    assert table[2] == "| overall | 0.300 | 0.350 | +5.0 | 100 | 100 | 0.250 | 0.310 | +6.0 |"
+    assert table[3] == "| image | 0.400 | 0.400 | +0.0 | 150 | 150 | 0.200 | 0.320 | +12.0 |"
+    assert table[4] == "| text | 0.200 | 0.300 | +10.0 | 50 | 50 |  |  |  |"

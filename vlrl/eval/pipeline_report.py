@@ -20,16 +20,25 @@ def _last_eval(stage_dir: Path) -> dict | None:
     return json.loads(iters[-1].read_text()) if iters else None
 
 
-def before_after(before: dict, after: dict) -> list[str]:
-    """Markdown table of pass@1 and mean tokens per modality, before and after."""
-    rows = ["| modality | pass@1 before | pass@1 after | change (points) | tokens before | tokens after |",
-            "|---|---|---|---|---|---|"]
+def before_after(before: dict, after: dict, sampled: tuple[dict, dict] | None = None) -> list[str]:
+    """Markdown table of pass@1 and mean tokens per modality, before and after (greedy ``eval.json``
+    reports). ``sampled``: ({modality or "overall": pass@1} before, the same after), the mean over samples
+    at T 1 that RL optimizes (a run's first and last ``heldout_points``), as three more columns."""
+    head = "| modality | pass@1 before | pass@1 after | change (points) | tokens before | tokens after |"
+    if sampled:
+        head += " sampled before | sampled after | sampled change (points) |"
+    rows = [head, "|---" * head.count(" | ") + "|---|"]
     groups = {"overall": (before["overall"], after["overall"])}
     groups.update({m: (before["by_modality"][m], after["by_modality"][m])
                    for m in before["by_modality"] if m in after["by_modality"]})
     for m, (b, a) in groups.items():
-        rows.append(f"| {m} | {b['pass@1']:.3f} | {a['pass@1']:.3f} | {100 * (a['pass@1'] - b['pass@1']):+.1f} | "
-                    f"{b['mean_tokens']:.0f} | {a['mean_tokens']:.0f} |")
+        row = (f"| {m} | {b['pass@1']:.3f} | {a['pass@1']:.3f} | {100 * (a['pass@1'] - b['pass@1']):+.1f} | "
+               f"{b['mean_tokens']:.0f} | {a['mean_tokens']:.0f} |")
+        if sampled:
+            sb, sa = sampled[0].get(m), sampled[1].get(m)
+            row += (f" {sb:.3f} | {sa:.3f} | {100 * (sa - sb):+.1f} |" if sb is not None and sa is not None
+                    else "  |  |  |")
+        rows.append(row)
     return rows
 
 
@@ -96,8 +105,12 @@ def step_section(run: Path, step: str, title: str, labels: dict[str, str]) -> li
     start = _start_step(run, step)
     before, after = (_last_eval(run / start), _last_eval(d)) if start else (None, None)
     if before and after and not (d / "eval" / "eval.json").is_file():
-        lines += [f"Held-out accuracy per modality before ({labels.get(start, start)}) and after {title}:", "",
-                  *before_after(before, after), ""]
+        # the starting model's sampled pass@1 is the stage's iteration-0 evaluation (eval_at_start)
+        sampled = ((points[0]["sampled"], points[-1]["sampled"]) if len(points) >= 2 and points[0]["iteration"] == 0
+                   and points[0]["sampled"] and points[-1]["sampled"] else None)
+        lines += [f"Held-out accuracy per modality before ({labels.get(start, start)}) and after {title} (greedy; "
+                  "sampled: the mean over samples at the rollout temperature):", "",
+                  *before_after(before, after, sampled), ""]
     return lines if len(lines) > 2 else []
 
 

@@ -63,8 +63,8 @@ def test_a_stage_evaluation_with_the_same_settings_is_reused_and_equals_a_fresh_
     import yaml
 
     from vlrl.eval import heldout
-    from vlrl.stages import long2short
-    from vlrl.stages.long2short import evaluate_models, stage_eval
+    from vlrl.eval.heldout import stage_evaluation as stage_eval
+    from vlrl.stages.long2short import evaluate_models
 
     sources = ["synth:shapes?n=3&seed=999&levels=1", "synth:arithmetic?n=3&seed=999&levels=1"]
     stage = tmp_path / "warm"
@@ -83,13 +83,13 @@ def test_a_stage_evaluation_with_the_same_settings_is_reused_and_equals_a_fresh_
     assert calls == ["fresh"]  # only the model without a stage evaluation was evaluated
     assert reused["long"] == reused["fresh"]  # the same weights: the reused report is the fresh one
     assert (tmp_path / "l2s" / "eval" / "long" / "records.jsonl").read_text() == (stage / "eval" / "records.jsonl").read_text()
-    assert long2short.stage_eval(sft_tiny, sources, 12) is None  # sft_tiny has no config.yaml
+    assert stage_eval(sft_tiny, sources, 12) is None  # sft_tiny has no config.yaml
 
 
 def test_stage_eval_of_an_rl_run_is_its_last_iteration_when_evaluated(tmp_path):
     import yaml
 
-    from vlrl.stages.long2short import stage_eval
+    from vlrl.eval.heldout import stage_evaluation as stage_eval
 
     src = ["synth:shapes?n=3&seed=999"]
     for every, expect in ((5, "iter-10"), (3, None)):

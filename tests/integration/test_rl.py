@@ -124,6 +124,36 @@ def test_eval_at_start_logs_the_starting_model_as_iteration_0(sft_tiny, tmp_path
     assert (out / "eval" / "iter-0" / "eval.json").is_file() and (out / "eval" / "iter-1" / "eval.json").is_file()
 
 
+
+def test_iteration_0_reuses_the_starting_models_own_greedy_evaluation(sft_tiny, tmp_path, monkeypatch):
+    """A warm-up that evaluated its final model with RL's held-out settings: RL's iteration 0 copies that
+    greedy report (no second evaluation; the sampled one is still made), and evaluates afresh when the
+    settings differ (here the token limit)."""
+    import shutil
+
+    import yaml
+
+    from vlrl.eval import heldout
+    from vlrl.models import load_pretrained
+    from vlrl.stages import rl as rl_stage
+
+    src = ["synth:shapes?n=3&seed=999&levels=1", "synth:arithmetic?n=3&seed=999&levels=1"]
+    warm = tmp_path / "warm"
+    shutil.copytree(sft_tiny, warm)
+    model, proc = load_pretrained(warm)
+    heldout.evaluate_held_out(model, proc, src, 8, warm / "eval", "Warm-up")
+    (warm / "config.yaml").write_text(yaml.safe_dump({"eval_sources": src, "eval_max_new_tokens": 8}))
+    calls = []
+    real = heldout.evaluate_held_out
+    monkeypatch.setattr(rl_stage, "evaluate_held_out", lambda *a, **k: calls.append((a[5], k["n"])) or real(*a, **k))
+    ev = (f"eval_sources=[{','.join(src)}]", "eval_at_start=true", "eval_every=1", "eval_samples=2", "iterations=1")
+    out = main(rl_cfg(warm, tmp_path / "reused", *ev, "eval_max_new_tokens=8"))
+    assert calls == [("RL iteration 0", 2), ("RL iteration 1", 1), ("RL iteration 1", 2)]
+    assert (out / "eval" / "iter-0" / "records.jsonl").read_text() == (warm / "eval" / "records.jsonl").read_text()
+    calls.clear()
+    main(rl_cfg(warm, tmp_path / "fresh", *ev, "eval_max_new_tokens=9"))
+    assert calls[0] == ("RL iteration 0", 1)
+
 @pytest.mark.slow
 def test_rl_resumes_exactly(sft_tiny, tmp_path):
     a = main(rl_cfg(sft_tiny, tmp_path / "a", "iterations=4", "save_every=2", "rollout.budget=5"))

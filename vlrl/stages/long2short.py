@@ -253,32 +253,10 @@ def run_rl(cfg: Long2ShortConfig, models: dict[str, str], out: Path) -> None:
         (out / "start.txt").write_text(f"{start}\n{models[start]}\n")
 
 
-def stage_eval(model_dir: str | Path, sources: List[Any], max_new_tokens: int) -> Optional[Path]:
-    """The held-out evaluation the stage that saved ``model_dir`` made of that final model, if it used
-    these ``sources`` and ``max_new_tokens`` (greedy decoding makes it the evaluation long2short would
-    make): ``eval/`` of a warm-up, ``eval/iter-<last>/`` of an RL run. None when there is none."""
-    import yaml
-
-    d = Path(model_dir)
-    try:
-        saved = yaml.safe_load((d / "config.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return None
-    if saved.get("eval_sources") != list(sources) or saved.get("eval_max_new_tokens") != max_new_tokens:
-        return None
-    if "iterations" in saved:  # an RL run: its last iteration was evaluated only if eval_every divides it
-        every, last = saved.get("eval_every") or 0, saved["iterations"]
-        found = d / "eval" / f"iter-{last}" if every and last % every == 0 else None
-    else:
-        found = d / "eval"
-    return found if found is not None and (found / "eval.json").is_file() and (found / "records.jsonl").is_file() else None
-
-
 def evaluate_models(cfg: Long2ShortConfig, models: dict[str, str], out: Path) -> dict[str, dict]:
     """Held-out evaluation report of every model (cached under ``out/eval/<name>/``; the main process
     evaluates, the others wait and read the cache). The evaluation a model's own stage already made with
-    the same settings (``stage_eval``) is reused rather than repeated. Collective."""
-    from vlrl.eval import write_report
+    the same settings (``heldout.stage_evaluation``) is reused rather than repeated. Collective."""
     from vlrl.models import load_pretrained
     from vlrl.eval import heldout
 
@@ -287,10 +265,9 @@ def evaluate_models(cfg: Long2ShortConfig, models: dict[str, str], out: Path) ->
             cached = out / "eval" / name / "eval.json"
             if cached.is_file():
                 continue
-            done = stage_eval(path, cfg.eval_sources, cfg.eval_max_new_tokens)
+            done = heldout.stage_evaluation(path, cfg.eval_sources, cfg.eval_max_new_tokens, cfg.reward)
             if done is not None:
-                records = [PromptRecord(**json.loads(x)) for x in (done / "records.jsonl").read_text().splitlines()]
-                write_report(json.loads((done / "eval.json").read_text()), records, cached.parent, name)
+                heldout.copy_evaluation(done, cached.parent, name)
                 print(f"[long2short] {name}: reusing its stage's evaluation on the same held-out set ({done})")
             else:
                 model, processor = load_pretrained(path, precision=launcher_precision(cfg.precision, "long2short"))

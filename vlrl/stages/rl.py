@@ -36,7 +36,7 @@ from vlrl.rewards.length import length_penalty_weight
 from vlrl.rollout import ReplayBuffer, RolloutConfig, rollout
 from vlrl.rollout.scoring import sampled_logprobs, scoring_batch
 from vlrl.data import load_data
-from vlrl.eval.heldout import evaluate_held_out
+from vlrl.eval.heldout import copy_evaluation, evaluate_held_out, stage_evaluation
 from vlrl.models.builder import WEIGHTS_NAME, enable_gradient_checkpointing
 from vlrl.models.lora import add_lora
 from vlrl.models.trainable import MODULES, set_trainable
@@ -386,17 +386,23 @@ def run_iteration(policy: Policy, processor, samples, state: RLState, cfg: RLCon
 
 
 def _evaluate(policy: Policy, processor, cfg: RLConfig, out: Path, iteration: int) -> dict:
-    """Held-out evaluation on the main process (the others wait)."""
+    """Held-out evaluation on the main process (the others wait): greedy, and over ``eval_samples``
+    samples at the rollout temperature. Iteration 0's greedy one is the starting model's own stage's
+    evaluation when that used the same settings (``stage_evaluation``), copied rather than repeated."""
     metrics: dict = {}
     model = policy.full()  # collective when sharded
     if is_main():
-        d = out / "eval" / f"iter-{iteration}"
-        runs = [("eval", d, 1, 0.0)]
-        if cfg.eval_samples > 0:
-            runs.append(("eval_sampled", d / "sampled", cfg.eval_samples, cfg.rollout.temperature))
+        d, title = out / "eval" / f"iter-{iteration}", f"RL iteration {iteration}"
+        runs = [("eval", d, 1, 0.0)] + ([("eval_sampled", d / "sampled", cfg.eval_samples, cfg.rollout.temperature)]
+                                        if cfg.eval_samples > 0 else [])
         for key, where, n, temperature in runs:
-            rep = evaluate_held_out(model, processor, cfg.eval_sources, cfg.eval_max_new_tokens, where,
-                                    f"RL iteration {iteration}", cfg.reward, n=n, temperature=temperature)
+            done = (stage_evaluation(cfg.init_from, cfg.eval_sources, cfg.eval_max_new_tokens, cfg.reward,
+                                     model.precision) if iteration == 0 and n == 1 and not cfg.lora else None)
+            if done is not None:
+                print(f"[eval] iteration 0 (greedy): the starting model's evaluation in {done}, reused")
+            rep = (copy_evaluation(done, where, title) if done is not None else
+                   evaluate_held_out(model, processor, cfg.eval_sources, cfg.eval_max_new_tokens, where, title,
+                                     cfg.reward, n=n, temperature=temperature))
             metrics.update({f"{key}/{k}": v["pass@1"] for k, v in rep["by_modality"].items()})
             metrics[f"{key}/overall"] = rep["overall"]["pass@1"]
     barrier()

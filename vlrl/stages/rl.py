@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import numpy as np
 import torch
 
 from vlrl.algos import LOSSES
@@ -35,6 +34,7 @@ from vlrl.rewards.combine import ScoredBatch, score_trajectories
 from vlrl.rewards.length import length_penalty_weight
 from vlrl.rollout import ReplayBuffer, RolloutConfig, rollout
 from vlrl.rollout.scoring import sampled_logprobs, scoring_batch
+from vlrl.rollout.stats import iteration_metrics, keep_informative
 from vlrl.data import load_data
 from vlrl.eval.heldout import copy_evaluation, evaluate_held_out, stage_evaluation
 from vlrl.models.builder import WEIGHTS_NAME, enable_gradient_checkpointing
@@ -170,44 +170,6 @@ def train_on(model, batch, scored, cfg: RLConfig, opt, sampled=None, scheduler=N
     return policy_update(model, batch, scored.rewards, scored.group, LOSSES.get(cfg.loss.name),
                          cfg.loss.kwargs.get(cfg.loss.name, {}), opt, update_config(cfg), sampled, scheduler,
                          where=where)
-
-
-def keep_informative(trajs, scored):
-    """Drop the prompts whose rewards are all equal (zero advantage); return kept trajectories, scores
-    and (dropped groups, groups)."""
-    g = scored.group
-    var = torch.tensor([bool((scored.rewards[g == x] != scored.rewards[g == x][0]).any()) for x in g], dtype=torch.bool)
-    n_groups = len(torch.unique(g))
-    dropped = n_groups - len(torch.unique(g[var]))
-    idx = var.nonzero().squeeze(-1).tolist()
-    sub = replace(scored, rewards=scored.rewards[idx], correct=scored.correct[idx], lengths=scored.lengths[idx],
-                  group=scored.group[idx])
-    return [trajs[i] for i in idx], sub, (dropped, n_groups)
-
-
-def iteration_metrics(records: list[tuple], groups: tuple, buffer: tuple, times: dict, errors: int) -> dict:
-    """Metrics over every process's trajectories. ``records``: (modality, reward, correct, length, fresh)
-    per finished trajectory, ``fresh`` when its prompt was drawn for the first time this iteration;
-    ``groups``: (zero-variance groups, groups); ``buffer``: (size, expired). ``accuracy_fresh`` is the
-    accuracy on prompts never trained on before (plain training accuracy also counts repeated prompts)."""
-    mods = np.array([r[0] for r in records])
-    rew, cor, lens, fresh = (np.array([r[i] for r in records], dtype=float) for i in (1, 2, 3, 4))
-    fresh = fresh.astype(bool)
-    m = {"reward": float(rew.mean()), "accuracy": float(cor.mean()),
-         "length_mean": float(lens.mean()), "length_p95": float(np.percentile(lens, 95)),
-         "zero_variance_groups": groups[0] / max(1, groups[1]), "buffer": int(buffer[0]), "expired": int(buffer[1]),
-         "trajectories": len(records), "verifier_errors": errors,
-         **{f"time_{k}": round(v, 3) for k, v in times.items()},
-         "tokens_per_s": float(lens.sum()) / max(1e-9, sum(times.values()))}
-    if fresh.any():
-        m["accuracy_fresh"], m["fresh_fraction"] = float(cor[fresh].mean()), float(fresh.mean())
-    for mod in sorted(set(mods.tolist())):
-        if (fresh & (mods == mod)).any():
-            m[f"accuracy_fresh/{mod}"] = float(cor[fresh & (mods == mod)].mean())
-        m[f"accuracy/{mod}"] = float(cor[mods == mod].mean())
-        m[f"length/{mod}"] = float(lens[mods == mod].mean())
-        m[f"reward/{mod}"] = float(rew[mods == mod].mean())
-    return m
 
 
 class RLState:

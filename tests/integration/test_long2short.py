@@ -74,6 +74,11 @@ def test_a_stage_evaluation_with_the_same_settings_is_reused_and_equals_a_fresh_
     (stage / "config.yaml").write_text(yaml.safe_dump({"eval_sources": sources, "eval_max_new_tokens": 12}))
     assert stage_eval(stage, sources, 12) == stage / "eval"
     assert stage_eval(stage, sources, 16) is None and stage_eval(stage, sources[:1], 12) is None
+    assert stage_eval(stage, sources, 12, precision="bf16") is None  # the stage ran fp32 (auto, no launcher)
+    other = {"eval_sources": sources, "eval_max_new_tokens": 12, "reward": {"name": "math", "kwargs": {}}}
+    (stage / "config.yaml").write_text(yaml.safe_dump(other))
+    assert stage_eval(stage, sources, 12) is None  # scored with symbolic matching: another pass@1
+    (stage / "config.yaml").write_text(yaml.safe_dump({"eval_sources": sources, "eval_max_new_tokens": 12}))
     cfg = load_config(Long2ShortConfig, "configs/tiny/long2short.yaml", [
         f"eval_sources=[{','.join(sources)}]", "eval_max_new_tokens=12", f"output_dir={tmp_path / 'l2s'}"])
     calls = []

@@ -80,3 +80,20 @@ def register_reward(monkeypatch):
         monkeypatch.setitem(REWARDS._origin, name, "tests")
 
     return add
+
+
+def evaluated_stage(model_dir: Path, out: Path, sources: list[str], max_new_tokens: int) -> Path:
+    """A copy of ``model_dir`` at ``out`` as a stage leaves it: its held-out evaluation in ``eval/`` and a
+    ``config.yaml`` naming the settings of that evaluation (what ``stage_evaluation`` looks for)."""
+    import shutil
+
+    import yaml
+
+    from vlrl.eval import heldout
+    from vlrl.models import load_pretrained
+
+    shutil.copytree(model_dir, out)
+    model, proc = load_pretrained(out)
+    heldout.evaluate_held_out(model, proc, sources, max_new_tokens, out / "eval", "Warm-up")
+    (out / "config.yaml").write_text(yaml.safe_dump({"eval_sources": sources, "eval_max_new_tokens": max_new_tokens}))
+    return out

@@ -58,20 +58,16 @@ def test_merge_cli_averages_two_models(sft_tiny, saved_tiny, tmp_path):
 def test_a_stage_evaluation_with_the_same_settings_is_reused_and_equals_a_fresh_one(sft_tiny, tmp_path, monkeypatch):
     """The warm-up stage evaluated its final model on the held-out set: long2short reuses that (no second
     evaluation) only when sources and token limit match, and the reused report is what it would compute."""
-    import shutil
-
     import yaml
+
+    from tests.conftest import evaluated_stage
 
     from vlrl.eval import heldout
     from vlrl.eval.heldout import stage_evaluation as stage_eval
     from vlrl.stages.long2short import evaluate_models
 
     sources = ["synth:shapes?n=3&seed=999&levels=1", "synth:arithmetic?n=3&seed=999&levels=1"]
-    stage = tmp_path / "warm"
-    shutil.copytree(sft_tiny, stage)
-    model, proc = load_pretrained(stage)
-    heldout.evaluate_held_out(model, proc, sources, 12, stage / "eval", "Warm-up")
-    (stage / "config.yaml").write_text(yaml.safe_dump({"eval_sources": sources, "eval_max_new_tokens": 12}))
+    stage = evaluated_stage(sft_tiny, tmp_path / "warm", sources, 12)
     assert stage_eval(stage, sources, 12) == stage / "eval"
     assert stage_eval(stage, sources, 16) is None and stage_eval(stage, sources[:1], 12) is None
     assert stage_eval(stage, sources, 12, precision="bf16") is None  # the stage ran fp32 (auto, no launcher)

@@ -129,20 +129,12 @@ def test_iteration_0_reuses_the_starting_models_own_greedy_evaluation(sft_tiny, 
     """A warm-up that evaluated its final model with RL's held-out settings: RL's iteration 0 copies that
     greedy report (no second evaluation; the sampled one is still made), and evaluates afresh when the
     settings differ (here the token limit)."""
-    import shutil
-
-    import yaml
-
+    from tests.conftest import evaluated_stage
     from vlrl.eval import heldout
-    from vlrl.models import load_pretrained
     from vlrl.stages import rl as rl_stage
 
     src = ["synth:shapes?n=3&seed=999&levels=1", "synth:arithmetic?n=3&seed=999&levels=1"]
-    warm = tmp_path / "warm"
-    shutil.copytree(sft_tiny, warm)
-    model, proc = load_pretrained(warm)
-    heldout.evaluate_held_out(model, proc, src, 8, warm / "eval", "Warm-up")
-    (warm / "config.yaml").write_text(yaml.safe_dump({"eval_sources": src, "eval_max_new_tokens": 8}))
+    warm = evaluated_stage(sft_tiny, tmp_path / "warm", src, 8)
     calls = []
     real = heldout.evaluate_held_out
     monkeypatch.setattr(rl_stage, "evaluate_held_out", lambda *a, **k: calls.append((a[5], k["n"])) or real(*a, **k))

@@ -76,6 +76,26 @@ def test_kimi_inert_rows_are_the_zero_advantage_ones():
     assert LOSSES.get("kimi").inert_rows is kimi_inert_rows  # what the update asks the loss for
 
 
+def test_kimi_baseline_scale_keeps_the_signal_of_all_correct_groups():
+    # group 0 rewards [1, 0, 0, 0]: rbar 1/4; group 1 rewards [1, 1]: rbar 1; baseline_scale 0.5
+    # adv = r - 0.5 * rbar = [1 - 1/8, -1/8, -1/8, -1/8, 1 - 1/2, 1 - 1/2] = [7/8, -1/8, -1/8, -1/8, 1/2, 1/2]
+    # negative_weight 0 zeroes the negatives: [7/8, 0, 0, 0, 1/2, 1/2]; first step: d loss / d logp_j = -adv_j / 6
+    from vlrl.algos.kimi import kimi_advantages, kimi_inert_rows
+
+    r, g = torch.tensor([1.0, 0, 0, 0, 1, 1]), torch.tensor([0, 0, 0, 0, 1, 1])
+    assert kimi_advantages(r, g, baseline_scale=0.5).tolist() == pytest.approx([7 / 8, -1 / 8, -1 / 8, -1 / 8, 0.5, 0.5])
+    logp, mask = seq([-1.0] * 6, requires_grad=True)
+    out = LOSSES.build("kimi", token_logp=logp, ref_token_logp=logp.detach().clone(), mask=mask, rewards=r,
+                       group=g, negative_weight=0.0, baseline_scale=0.5)
+    out.loss.backward()
+    assert logp.grad.flatten().tolist() == pytest.approx([-7 / 48, 0, 0, 0, -1 / 12, -1 / 12])
+    # the all-correct group is no longer inert; at scale 1 (the paper's baseline) it is
+    assert kimi_inert_rows(r, g, negative_weight=0.0, baseline_scale=0.5).tolist() == [False, True, True, True, False, False]
+    assert kimi_inert_rows(r, g, negative_weight=0.0).tolist() == [False, True, True, True, True, True]
+    # scale 0 and negative_weight 0: the correct responses weigh 1, the wrong ones 0 (rejection sampling)
+    assert kimi_advantages(r, g, negative_weight=0.0, baseline_scale=0.0).tolist() == [1, 0, 0, 0, 1, 1]
+
+
 def test_kimi_std_normalize_divides_by_the_group_std():
     # group 0 rewards [1, 0, 0, 0]: mean 1/4, std sqrt(3)/4 -> adv [3/4, -1/4, -1/4, -1/4] / (sqrt(3)/4)
     #   = [sqrt(3), -1/sqrt(3), -1/sqrt(3), -1/sqrt(3)]; group 1 rewards [1, 0]: std 1/2 -> adv [1, -1]

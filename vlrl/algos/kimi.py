@@ -12,6 +12,9 @@ has the gradient (up to a factor -1/(2 tau)) of
 with logp_j the sequence log-probability of response j (sum of its token log-probs; prompt and image
 tokens excluded), logp_ref_j the same under pi_{theta_i} (held fixed), and rbar = tau log Z estimated by
 the mean reward of the k samples (what k1.5 uses) or, optionally, by tau * log mean_j exp(r_j / tau).
+``baseline_scale`` s < 1 subtracts s * rbar instead: a prompt whose k samples are all right then still
+pushes them up (advantage (1 - s) * r), which the mean baseline never does; s = 0 with
+``negative_weight`` 0 is rejection-sampling fine-tuning on the iteration's own correct samples.
 It is policy gradient with a mean-reward baseline plus an l2 penalty on the log-ratio to the
 iteration's starting policy; on an iteration's first step logp == logp_ref and the penalty vanishes.
 """
@@ -27,7 +30,8 @@ from vlrl.algos.group import group_logmeanexp, group_mean, group_std
 @LOSSES.register("kimi")
 def kimi_loss(token_logp: torch.Tensor, ref_token_logp: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor,
               group: torch.Tensor, tau: float = 0.1, baseline: str = "mean", length_normalize: bool = False,
-              negative_weight: float = 1.0, std_normalize: bool = False, eps: float = 1e-6) -> LossOutput:
+              negative_weight: float = 1.0, std_normalize: bool = False, eps: float = 1e-6,
+              baseline_scale: float = 1.0) -> LossOutput:
     """Args (shapes in ``vlrl/algos/base.py``):
         tau: regularisation strength.
         baseline: "mean" (k1.5's choice) or "logmeanexp" (the exact tau log Z estimate).
@@ -36,11 +40,12 @@ def kimi_loss(token_logp: torch.Tensor, ref_token_logp: torch.Tensor, mask: torc
             pulls toward better-than-average responses, like rejection-sampling fine-tuning).
         std_normalize: divide each advantage by its group's reward std (+ eps), as GRPO does; not in the
             paper. Groups with rare successes or rare failures then weigh more than balanced ones.
+        baseline_scale: multiplies the baseline (1 = the paper's; 0 = no baseline, REINFORCE).
 
     Returns:
         loss (scalar) and metrics: advantage mean/abs-mean, log-ratio mean/abs-max, pg and reg terms.
     """
-    adv = kimi_advantages(rewards, group, tau, baseline, negative_weight, std_normalize, eps)  # (B,)
+    adv = kimi_advantages(rewards, group, tau, baseline, negative_weight, std_normalize, eps, baseline_scale)  # (B,)
     logp, logp_ref = sequence_logp(token_logp, mask), sequence_logp(ref_token_logp, mask)  # (B,)
     if length_normalize:
         lengths = mask.sum(-1).clamp(min=1).to(logp.dtype)
@@ -57,16 +62,18 @@ def kimi_loss(token_logp: torch.Tensor, ref_token_logp: torch.Tensor, mask: torc
 
 
 def kimi_advantages(rewards: torch.Tensor, group: torch.Tensor, tau: float = 0.1, baseline: str = "mean",
-                    negative_weight: float = 1.0, std_normalize: bool = False, eps: float = 1e-6) -> torch.Tensor:
+                    negative_weight: float = 1.0, std_normalize: bool = False, eps: float = 1e-6,
+                    baseline_scale: float = 1.0) -> torch.Tensor:
     """(B,) rewards and group ids -> (B,) the advantages :func:`kimi_loss` weights log-probs by (no gradient):
-    r - rbar, divided by the group's std under ``std_normalize``, below-baseline ones times ``negative_weight``."""
+    r - baseline_scale * rbar, divided by the group's std under ``std_normalize``, below-baseline ones times
+    ``negative_weight``."""
     if baseline == "mean":
         rbar = group_mean(rewards, group)
     elif baseline == "logmeanexp":
         rbar = group_logmeanexp(rewards, group, tau)
     else:
         raise ValueError(f"kimi loss: baseline '{baseline}' is not 'mean' or 'logmeanexp'")
-    adv = (rewards - rbar).detach()
+    adv = (rewards - baseline_scale * rbar).detach()
     if std_normalize:
         adv = adv / (group_std(rewards, group) + eps)
     if negative_weight != 1.0:
@@ -76,12 +83,12 @@ def kimi_advantages(rewards: torch.Tensor, group: torch.Tensor, tau: float = 0.1
 
 def kimi_inert_rows(rewards: torch.Tensor, group: torch.Tensor, tau: float = 0.1, baseline: str = "mean",
                     negative_weight: float = 1.0, std_normalize: bool = False, eps: float = 1e-6,
-                    **_: object) -> torch.Tensor:
+                    baseline_scale: float = 1.0, **_: object) -> torch.Tensor:
     """(B,) bool: the responses whose advantage is 0 (all-equal groups; with ``negative_weight`` 0 every
     response at or below its group's baseline). Their only term is the tau/2 squared log-ratio, which is 0
     on an iteration's first pass (logp == logp_ref), so the update may skip their forward and backward
     (``UpdateConfig.skip_inert``): exact on the first pass, the regulariser of these rows dropped after."""
-    return kimi_advantages(rewards, group, tau, baseline, negative_weight, std_normalize, eps) == 0
+    return kimi_advantages(rewards, group, tau, baseline, negative_weight, std_normalize, eps, baseline_scale) == 0
 
 
 kimi_loss.inert_rows = kimi_inert_rows  # type: ignore[attr-defined]  # read by vlrl.algos.update

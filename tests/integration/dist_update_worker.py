@@ -66,6 +66,8 @@ def run(model, proc, trajs, rewards, mine, loss: str, sharding: str) -> dict:
         sampled[[j for j, i in enumerate(mine) if i // K == 0]] = float("nan")
     policy = Policy(model, sharding)
     opt = build_optimizer(list(policy.train.parameters()), OptimConfig(lr=1e-2, weight_decay=0.0))
+    for g in opt.param_groups:  # Adam's default eps (1e-8) turns float-order noise in a near-zero gradient
+        g["eps"] = 1e-6         # into a step of up to the lr: which CPU runs the sum must not decide the test
     stats = policy_update(policy.train, batch if mine else None, torch.tensor([rewards[i] for i in mine]),
                           torch.tensor([i // K for i in mine], dtype=torch.long), LOSSES.get(loss), HYPER[loss], opt,
                           UpdateConfig(passes=3, minibatch_size=12, micro_batch_size=2, grad_clip=1.0), sampled)

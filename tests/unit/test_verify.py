@@ -72,6 +72,27 @@ def test_pathological_expression_times_out_inside_a_worker_thread():
     v.close()
 
 
+def test_a_fresh_workers_start_is_not_charged_to_its_first_call():
+    """Spawning a worker and importing sympy take seconds on a busy machine; ``timeout_s`` bounds the call
+    alone. The warm-up (2 s here) runs under its own limit, again after a timed-out worker is replaced."""
+    from functools import partial
+
+    from vlrl.rewards.timeout import CallTimeout, ProcessTimeout
+
+    runner = ProcessTimeout(1.0, warmup=partial(time.sleep, 2.0), startup_timeout_s=60)
+    try:
+        assert runner.run(abs, -3) == 3  # the 2 s warm-up is not the 1 s call
+        with pytest.raises(CallTimeout, match="no result within 1 s"):
+            runner.run(time.sleep, 5.0)
+        assert runner.run(abs, -4) == 4  # a fresh worker, warmed again
+    finally:
+        runner.close()
+    slow = ProcessTimeout(1.0, warmup=partial(time.sleep, 30.0), startup_timeout_s=0.5)
+    with pytest.raises(CallTimeout, match="did not start within 0.5 s"):
+        slow.run(abs, -1)
+    slow.close()
+
+
 def test_registry_builds_configured_verifiers():
     v = REWARDS.build("math", pattern=r"<ans>(.*?)</ans>", symbolic=False)
     assert v("<ans>4</ans> Answer: 5", s("4")).reward == 1.0

@@ -89,6 +89,11 @@ def _symbolic_equal(pred: str, ref: str) -> bool:
     return bool(gold and target and verify(gold, target, timeout_seconds=None))
 
 
+def _warm_symbolic() -> None:
+    """A fresh worker's imports and first sympy call (about a second, more on a busy machine)."""
+    _symbolic_equal("x+x", "2x")
+
+
 class AnswerVerifier:
     """REWARDS ``math``: 1.0 if the extracted answer is equivalent to ``sample.answer``, else 0.0.
 
@@ -102,7 +107,7 @@ class AnswerVerifier:
     def __init__(self, pattern: str | None = None, rel_tol: float = 1e-4, abs_tol: float = 1e-8,
                  symbolic: bool = True, timeout_s: float = 5.0) -> None:
         self.pattern, self.rel_tol, self.abs_tol, self.symbolic = pattern, rel_tol, abs_tol, symbolic
-        self._runner = ProcessTimeout(timeout_s)
+        self._runner = ProcessTimeout(timeout_s, warmup=_warm_symbolic)
         self.stats: Counter = Counter()
 
     def equivalent(self, pred: str, ref: str, rel_tol: float | None = None, abs_tol: float | None = None) -> bool:

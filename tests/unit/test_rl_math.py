@@ -91,6 +91,9 @@ def test_kimi_baseline_scale_keeps_the_signal_of_all_correct_groups():
     assert logp.grad.flatten().tolist() == pytest.approx([-7 / 48, 0, 0, 0, -1 / 12, -1 / 12])
     # the all-correct group is no longer inert; at scale 1 (the paper's baseline) it is
     assert kimi_inert_rows(r, g, negative_weight=0.0, baseline_scale=0.5).tolist() == [False, True, True, True, False, False]
+    # with std_normalize the all-correct group would be 0.5 / (0 + eps) = 5e5: refused, naming both keys
+    with pytest.raises(ValueError, match="std_normalize needs baseline_scale 1"):
+        kimi_advantages(r, g, baseline_scale=0.5, std_normalize=True)
     assert kimi_inert_rows(r, g, negative_weight=0.0).tolist() == [False, True, True, True, True, True]
     # scale 0 and negative_weight 0: the correct responses weigh 1, the wrong ones 0 (rejection sampling)
     assert kimi_advantages(r, g, negative_weight=0.0, baseline_scale=0.0).tolist() == [1, 0, 0, 0, 1, 1]

@@ -73,6 +73,9 @@ def kimi_advantages(rewards: torch.Tensor, group: torch.Tensor, tau: float = 0.1
         rbar = group_logmeanexp(rewards, group, tau)
     else:
         raise ValueError(f"kimi loss: baseline '{baseline}' is not 'mean' or 'logmeanexp'")
+    if std_normalize and baseline_scale != 1.0:  # an all-equal group keeps (1 - s) * r over a std of 0
+        raise ValueError(f"kimi loss: std_normalize needs baseline_scale 1 (got {baseline_scale}): a group whose "
+                         f"rewards are all equal has std 0 and would keep the advantage (1 - s) * r, divided by eps")
     adv = (rewards - baseline_scale * rbar).detach()
     if std_normalize:
         adv = adv / (group_std(rewards, group) + eps)

@@ -91,6 +91,12 @@ def test_kimi_baseline_scale_keeps_the_signal_of_all_correct_groups():
     assert logp.grad.flatten().tolist() == pytest.approx([-7 / 48, 0, 0, 0, -1 / 12, -1 / 12])
     # the all-correct group is no longer inert; at scale 1 (the paper's baseline) it is
     assert kimi_inert_rows(r, g, negative_weight=0.0, baseline_scale=0.5).tolist() == [False, True, True, True, False, False]
+    # positive_share: group 0's one correct response carries k/2 = 2 responses' weight (7/8 * 2 / 1 = 7/4),
+    # group 1's two share k/2 = 1 (0.5 * 1 / 2 = 1/4 each); below-baseline ones (times negative_weight 0) stay 0
+    shared = kimi_advantages(r, g, negative_weight=0.0, baseline_scale=0.5, positive_share=True)
+    assert shared.tolist() == pytest.approx([7 / 4, 0, 0, 0, 1 / 4, 1 / 4])
+    assert kimi_inert_rows(r, g, negative_weight=0.0, baseline_scale=0.5, positive_share=True).tolist() == [
+        False, True, True, True, False, False]
     # with std_normalize the all-correct group would be 0.5 / (0 + eps) = 5e5: refused, naming both keys
     with pytest.raises(ValueError, match="std_normalize needs baseline_scale 1"):
         kimi_advantages(r, g, baseline_scale=0.5, std_normalize=True)

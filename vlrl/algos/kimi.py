@@ -24,14 +24,14 @@ from __future__ import annotations
 import torch
 
 from vlrl.algos.base import LOSSES, LossOutput, sequence_logp
-from vlrl.algos.group import group_logmeanexp, group_mean, group_std
+from vlrl.algos.group import group_count, group_logmeanexp, group_mean, group_std
 
 
 @LOSSES.register("kimi")
 def kimi_loss(token_logp: torch.Tensor, ref_token_logp: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor,
               group: torch.Tensor, tau: float = 0.1, baseline: str = "mean", length_normalize: bool = False,
               negative_weight: float = 1.0, std_normalize: bool = False, eps: float = 1e-6,
-              baseline_scale: float = 1.0) -> LossOutput:
+              baseline_scale: float = 1.0, positive_share: bool = False) -> LossOutput:
     """Args (shapes in ``vlrl/algos/base.py``):
         tau: regularisation strength.
         baseline: "mean" (k1.5's choice) or "logmeanexp" (the exact tau log Z estimate).
@@ -41,11 +41,15 @@ def kimi_loss(token_logp: torch.Tensor, ref_token_logp: torch.Tensor, mask: torc
         std_normalize: divide each advantage by its group's reward std (+ eps), as GRPO does; not in the
             paper. Groups with rare successes or rare failures then weigh more than balanced ones.
         baseline_scale: multiplies the baseline (1 = the paper's; 0 = no baseline, REINFORCE).
+        positive_share: a prompt's above-baseline responses share the weight of k/2 responses (each advantage
+            times (k/2) / their count): a prompt the policy solves 4 times in 4 no longer pushes up 4x as
+            much as one it solves once. Not in the paper.
 
     Returns:
         loss (scalar) and metrics: advantage mean/abs-mean, log-ratio mean/abs-max, pg and reg terms.
     """
-    adv = kimi_advantages(rewards, group, tau, baseline, negative_weight, std_normalize, eps, baseline_scale)  # (B,)
+    adv = kimi_advantages(rewards, group, tau, baseline, negative_weight, std_normalize, eps, baseline_scale,
+                          positive_share)  # (B,)
     logp, logp_ref = sequence_logp(token_logp, mask), sequence_logp(ref_token_logp, mask)  # (B,)
     if length_normalize:
         lengths = mask.sum(-1).clamp(min=1).to(logp.dtype)
@@ -63,10 +67,11 @@ def kimi_loss(token_logp: torch.Tensor, ref_token_logp: torch.Tensor, mask: torc
 
 def kimi_advantages(rewards: torch.Tensor, group: torch.Tensor, tau: float = 0.1, baseline: str = "mean",
                     negative_weight: float = 1.0, std_normalize: bool = False, eps: float = 1e-6,
-                    baseline_scale: float = 1.0) -> torch.Tensor:
+                    baseline_scale: float = 1.0, positive_share: bool = False) -> torch.Tensor:
     """(B,) rewards and group ids -> (B,) the advantages :func:`kimi_loss` weights log-probs by (no gradient):
     r - baseline_scale * rbar, divided by the group's std under ``std_normalize``, below-baseline ones times
-    ``negative_weight``."""
+    ``negative_weight``, above-baseline ones times (k/2) / (their number in the group) under
+    ``positive_share`` (k: the group's size)."""
     if baseline == "mean":
         rbar = group_mean(rewards, group)
     elif baseline == "logmeanexp":
@@ -81,17 +86,22 @@ def kimi_advantages(rewards: torch.Tensor, group: torch.Tensor, tau: float = 0.1
         adv = adv / (group_std(rewards, group) + eps)
     if negative_weight != 1.0:
         adv = torch.where(adv < 0, negative_weight * adv, adv)
+    if positive_share:
+        k = group_count(group).to(adv.dtype)  # (B,)
+        above = group_mean((adv > 0).to(adv.dtype), group) * k  # (B,) above-baseline responses in the group
+        adv = torch.where(adv > 0, adv * (k / 2) / above.clamp(min=1), adv)
     return adv
 
 
 def kimi_inert_rows(rewards: torch.Tensor, group: torch.Tensor, tau: float = 0.1, baseline: str = "mean",
                     negative_weight: float = 1.0, std_normalize: bool = False, eps: float = 1e-6,
-                    baseline_scale: float = 1.0, **_: object) -> torch.Tensor:
+                    baseline_scale: float = 1.0, positive_share: bool = False, **_: object) -> torch.Tensor:
     """(B,) bool: the responses whose advantage is 0 (all-equal groups; with ``negative_weight`` 0 every
     response at or below its group's baseline). Their only term is the tau/2 squared log-ratio, which is 0
     on an iteration's first pass (logp == logp_ref), so the update may skip their forward and backward
     (``UpdateConfig.skip_inert``): exact on the first pass, the regulariser of these rows dropped after."""
-    return kimi_advantages(rewards, group, tau, baseline, negative_weight, std_normalize, eps, baseline_scale) == 0
+    return kimi_advantages(rewards, group, tau, baseline, negative_weight, std_normalize, eps, baseline_scale,
+                           positive_share) == 0
 
 
 kimi_loss.inert_rows = kimi_inert_rows  # type: ignore[attr-defined]  # read by vlrl.algos.update

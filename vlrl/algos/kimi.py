@@ -93,15 +93,14 @@ def kimi_advantages(rewards: torch.Tensor, group: torch.Tensor, tau: float = 0.1
     return adv
 
 
-def kimi_inert_rows(rewards: torch.Tensor, group: torch.Tensor, tau: float = 0.1, baseline: str = "mean",
-                    negative_weight: float = 1.0, std_normalize: bool = False, eps: float = 1e-6,
-                    baseline_scale: float = 1.0, positive_share: bool = False, **_: object) -> torch.Tensor:
+def kimi_inert_rows(rewards: torch.Tensor, group: torch.Tensor, length_normalize: bool = False,
+                    **advantage_kwargs: object) -> torch.Tensor:
     """(B,) bool: the responses whose advantage is 0 (all-equal groups; with ``negative_weight`` 0 every
     response at or below its group's baseline). Their only term is the tau/2 squared log-ratio, which is 0
     on an iteration's first pass (logp == logp_ref), so the update may skip their forward and backward
-    (``UpdateConfig.skip_inert``): exact on the first pass, the regulariser of these rows dropped after."""
-    return kimi_advantages(rewards, group, tau, baseline, negative_weight, std_normalize, eps, baseline_scale,
-                           positive_share) == 0
+    (``UpdateConfig.skip_inert``): exact on the first pass, the regulariser of these rows dropped after.
+    Takes :func:`kimi_loss`'s keyword arguments; all but ``length_normalize`` go to :func:`kimi_advantages`."""
+    return kimi_advantages(rewards, group, **advantage_kwargs) == 0
 
 
 kimi_loss.inert_rows = kimi_inert_rows  # type: ignore[attr-defined]  # read by vlrl.algos.update

@@ -340,5 +340,8 @@ def test_reference_logprobs_reuse_the_sampler_and_rescore_only_rows_it_did_not_w
     assert torch.allclose(ref[1], torch.tensor([10.0, 11.0, 12.0]))  # rescored
     ref, scored = reference_logprobs(m, batch, sampled, micro=4, mode="recompute")
     assert scored == 2 and torch.allclose(ref, torch.tensor([[0.0, 1.0, 2.0], [10.0, 11.0, 12.0]]))
+    m.calls.clear()  # row 1 inert (the update runs no forward for it): not scored either
+    ref, scored = reference_logprobs(m, batch, sampled, micro=4, skip=torch.tensor([False, True]))
+    assert scored == 0 and m.calls == [] and torch.allclose(ref[1], torch.tensor([0.0, -0.3, 0.0]))
     sampled[1, 0] = -0.5  # row 1's loss tokens now all sampled: nothing is scored
     assert reference_logprobs(m, batch, sampled, micro=4)[1] == 0

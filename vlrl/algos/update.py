@@ -109,19 +109,24 @@ def batch_logprobs(model, batch, micro: int, temperature: float = 1.0) -> torch.
 
 
 def reference_logprobs(model, batch, sampled: torch.Tensor | None, micro: int, temperature: float = 1.0,
-                       mode: str = "sampler") -> tuple[torch.Tensor, int]:
+                       mode: str = "sampler", skip: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
     """(B, T-1) log pi_theta_i at every loss token, and how many rows were scored for it.
 
     ``mode`` "sampler": the sampler's log-probs (``sampled``, NaN where it did not write the token this
     iteration) wherever it wrote a token; rows with a loss token it did not write are scored whole under
-    the current weights. "recompute" (or ``sampled`` None): every row scored. The two agree to float
-    error: the sampler ran the same weights at the same temperature (``sampling_mismatch``)."""
+    the current weights, except the rows ``skip`` (B,) marks (inert rows the update runs no forward for:
+    their entries, 0 where the sampler wrote nothing, stand in for their log-probs too, so their log-ratio
+    and advantage terms are 0 either way). "recompute" (or ``sampled`` None): every row scored. The two
+    agree to float error: the sampler ran the same weights at the same temperature (``sampling_mismatch``)."""
     if mode == "recompute" or sampled is None:
         return batch_logprobs(model, batch, micro, temperature), len(batch)
     sampled = sampled.to(batch.input_ids.device)
     missing = torch.isnan(sampled)
     ref = torch.where(missing, torch.zeros_like(sampled), sampled)
-    need = (missing & batch.response_mask[:, 1:]).any(-1).nonzero().flatten().tolist()
+    unscored = (missing & batch.response_mask[:, 1:]).any(-1)
+    if skip is not None:
+        unscored &= ~skip.to(unscored.device)
+    need = unscored.nonzero().flatten().tolist()
     if need:
         part = batch_logprobs(model, batch.rows(need), micro, temperature)
         ref[need, : part.shape[1]] = part
@@ -194,8 +199,9 @@ def policy_update(model, batch, rewards: torch.Tensor | None, group: torch.Tenso
     B = len(batch) if batch is not None else 0  # an empty process still joins every collective below
     n_mb = max(1, math.ceil(all_sum([float(B)])[0] / cfg.minibatch_size))
     micro = max(1, min(cfg.micro_batch_size, cfg.minibatch_size))
+    inert = inert_rows(model, loss_fn, rewards, group, hyper, cfg) if B else None
     if B:
-        ref, rescored = reference_logprobs(model, batch, sampled, micro, cfg.temperature, cfg.reference)
+        ref, rescored = reference_logprobs(model, batch, sampled, micro, cfg.temperature, cfg.reference, inert)
     else:
         ref, rescored = None, 0  # join the reference forwards of the processes that have rows
         idle_forwards(model, None, cfg.temperature, lockstep(model, 0))
@@ -204,7 +210,6 @@ def policy_update(model, batch, rewards: torch.Tensor | None, group: torch.Tenso
     parts = group_parts(group.tolist() if B else [], n_mb)
     lengths = batch.attention_mask.sum(-1).tolist() if B else []  # groups of similar length share micro-batches
     totals = all_sum([float(sum(len(g) for g in part)) for part in parts])  # rows per global minibatch
-    inert = inert_rows(model, loss_fn, rewards, group, hyper, cfg) if B else None
     stats["inert_rows_skipped"] = all_sum([float(inert.sum()) if inert is not None else 0.0])[0]
     cost = len if inert is None else (lambda rows: sum(not inert[i] for i in rows))
     taken = 0

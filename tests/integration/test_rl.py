@@ -101,8 +101,9 @@ def test_first_step_of_an_iteration_has_zero_log_ratio(sft_tiny, tmp_path):
 def test_the_sampler_reference_agrees_with_a_recomputed_one(sft_tiny, tmp_path):
     """Partial rollouts (budget 5 of 12 tokens) with older segments in the loss: "recompute" scores every
     row and finds the sampler's log-probs within 1e-4 of its own; "sampler" rescores only the rows that
-    hold a segment an older policy wrote, and none when those segments are masked out of the loss."""
-    partial = ("iterations=3", "rollout.budget=5", "rollout.k=2")
+    hold a segment an older policy wrote, and none when those segments are masked out of the loss, or
+    when the rows are inert under ``skip_inert_rows`` (here every reward is 0: every row is inert)."""
+    partial = ("iterations=3", "rollout.budget=5", "rollout.k=2", "skip_inert_rows=false")
     r = rows(main(rl_cfg(sft_tiny, tmp_path / "recompute", *partial, "mask_old_segments=false",
                          "reference=recompute")))
     assert all(x["sampling_logprob_diff_max"] < 1e-4 and x["reference_rows_scored"] > 0 for x in r)
@@ -110,6 +111,9 @@ def test_the_sampler_reference_agrees_with_a_recomputed_one(sft_tiny, tmp_path):
     assert r[0]["reference_rows_scored"] == 0 and any(x.get("reference_rows_scored", 0) > 0 for x in r[1:])
     r = rows(main(rl_cfg(sft_tiny, tmp_path / "masked", *partial, "mask_old_segments=true")))
     assert all(x.get("reference_rows_scored", 0) == 0 for x in r) and any("loss" in x for x in r)
+    r = rows(main(rl_cfg(sft_tiny, tmp_path / "inert", *partial, "mask_old_segments=false", "skip_inert_rows=true")))
+    assert all(x["reward"] == 0 for x in r if "reward" in x)
+    assert all(x.get("reference_rows_scored", 0) == 0 for x in r) and any(x.get("inert_rows_skipped", 0) for x in r)
     with pytest.raises(ValueError, match="reference must be 'sampler' or 'recompute'"):
         main(rl_cfg(sft_tiny, tmp_path / "bad", "reference=cached"))
 
@@ -145,6 +149,38 @@ def test_iteration_0_reuses_the_starting_models_own_greedy_evaluation(sft_tiny, 
     calls.clear()
     main(rl_cfg(warm, tmp_path / "fresh", *ev, "eval_max_new_tokens=9"))
     assert calls[0] == ("RL iteration 0", 1)
+
+@pytest.fixture
+def even_length_reward():
+    """A reward the untrained tiny model earns on about half its responses (even character count), so
+    that groups hold correct responses; removed from the global registry afterwards."""
+    from vlrl.rewards import REWARDS, RewardResult
+
+    REWARDS.add("even_length", lambda **_: lambda response, sample: RewardResult(float(len(response) % 2 == 0)),
+                origin="tests")
+    yield "reward.name=even_length"
+    REWARDS._builders.pop("even_length", None)
+    REWARDS._origin.pop("even_length", None)
+
+
+def test_replay_mixes_earlier_groups_into_the_update_and_resumes_exactly(sft_tiny, tmp_path, even_length_reward):
+    """replay.groups=2: from the second iteration on, each update also trains on earlier iterations'
+    groups (their rows counted in ``replayed_rows``); a run resumed from iteration 2's checkpoint
+    (which holds the stored groups) ends with the same metrics and weights."""
+    rep = ("replay.groups=2", "replay.max_age=2", "mask_old_segments=false", even_length_reward, "save_every=2",
+           "rollout.budget=5")
+    a = main(rl_cfg(sft_tiny, tmp_path / "a", "iterations=4", *rep))
+    ra = rows(a)
+    assert ra[0]["replayed_rows"] == 0 and all(r["replayed_rows"] >= 2 for r in ra[1:])
+    main(rl_cfg(sft_tiny, tmp_path / "b", "iterations=2", *rep))
+    rb = rows(main(rl_cfg(sft_tiny, tmp_path / "b", "iterations=4", *rep)))
+    keys = ("reward", "loss", "buffer", "replayed_rows", "grad_norm")
+    assert [[r.get(k) for k in keys] for r in ra[2:]] == [[r.get(k) for k in keys] for r in rb[2:]]
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    with pytest.raises(ValueError, match="mask_old_segments=false"):
+        main(rl_cfg(sft_tiny, tmp_path / "c", "replay.groups=2", "mask_old_segments=true"))
+
 
 @pytest.mark.slow
 def test_rl_resumes_exactly(sft_tiny, tmp_path):

@@ -33,6 +33,7 @@ from vlrl.models import load_pretrained, save_pretrained
 from vlrl.rewards.combine import ScoredBatch, score_trajectories
 from vlrl.rewards.length import length_penalty_weight
 from vlrl.rollout import ReplayBuffer, RolloutConfig, rollout
+from vlrl.rollout.replay import GroupReplay, ReplayConfig, with_replayed
 from vlrl.rollout.scoring import sampled_logprobs, scoring_batch
 from vlrl.rollout.stats import iteration_metrics, keep_informative
 from vlrl.data import load_data
@@ -99,6 +100,9 @@ class RLConfig:
     length_penalty: LengthPenaltyConfig = field(default_factory=LengthPenaltyConfig)
     repeat_penalty: float = 0.0
     mask_old_segments: bool = True
+    # earlier iterations' groups with a correct response, drawn into each update among the iteration's own
+    # (vlrl.rollout.replay; off at groups 0, not in k1.5): the optimizer steps then follow more prompts
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, schedule="constant"))
     train: List[str] = field(default_factory=lambda: list(MODULES))  # modules RL updates; the rest stay frozen
@@ -150,6 +154,12 @@ def check_sizes(cfg: RLConfig) -> None:
     if cfg.rollout.k < 1:
         raise ValueError(f"rl: rollout.k must be at least 1, got {cfg.rollout.k}")
     update_config(cfg)  # UpdateConfig checks its own keys (reference) before the first rollout
+    if cfg.replay.groups < 0 or cfg.replay.max_age < 1:
+        raise ValueError(f"rl: replay.groups must be >= 0 and replay.max_age >= 1, got {cfg.replay.groups} and "
+                         f"{cfg.replay.max_age}")
+    if cfg.replay.groups and cfg.mask_old_segments:
+        raise ValueError("rl: replay.groups > 0 needs mask_old_segments=false: a replayed response was written by "
+                         "an earlier iteration's policy, so masking older segments would leave it no loss token")
     if cfg.rollout.k == 1 and cfg.loss.name in GROUP_BASELINE_LOSSES:
         raise ValueError(f"rl: rollout.k=1 with loss '{cfg.loss.name}': each prompt's one response is its own "
                          f"baseline, so every advantage is 0 and nothing trains; use rollout.k >= 2 (k1.5: 8)")
@@ -185,6 +195,7 @@ class RLState:
         self.tracker = SuccessTracker([s.id for s in samples],
                                       {s.id: s.meta["pass_rate"] for s in samples if "pass_rate" in s.meta})
         self.buffer = ReplayBuffer(cfg.rollout.max_age)
+        self.replay = GroupReplay(cfg.replay.max_age)
         self.generator = torch.Generator().manual_seed(cfg.seed)
 
     def optimizer(self, model, cfg: RLConfig) -> tuple[torch.optim.Optimizer, OptimizerSchedule]:
@@ -204,11 +215,13 @@ class RLState:
         opt = full_optimizer_state(policy.train, self.opt) if with_optimizer and self.opt is not None else None
         model = policy.full()
         buffers = gather_objects(self.buffer.state_dict())
+        replays = gather_objects(self.replay.state_dict())
         if is_main():
             tensors = {"rng": rng_state(), "generator": self.generator.get_state(), **self.tracker.state_dict()}
             if opt is not None:
                 tensors["optimizer"] = opt
             save_checkpoint(out, model, processor, tensors, {"step": self.iteration, "buffers": buffers,
+                                                             "replays": replays,
                                                              "optimizer_steps": self.optimizer_steps,
                                                              "config": config}, keep)
         barrier()
@@ -227,6 +240,9 @@ class RLState:
         pooled = {"max_age": buffers[0]["max_age"], "expired": sum(b["expired"] for b in buffers) if rank == 0 else 0,
                   "items": [it for b in buffers for it in b["items"]][rank::n]}
         self.buffer.load_state_dict(pooled, samples_by_id)
+        replays = state.get("replays") or [{"max_age": self.replay.max_age, "items": []}]
+        self.replay.load_state_dict({"max_age": replays[0]["max_age"],
+                                     "items": [it for r in replays for it in r["items"]][rank::n]}, samples_by_id)
         self.tracker.load_state_dict(tensors)
         self.generator.set_state(tensors["generator"])  # an older checkpoint's rollout_gen.* are not needed
         set_rng_state(tensors["rng"])
@@ -285,20 +301,27 @@ def _local_phase(model, processor, samples, state: RLState, cfg: RLConfig, rewar
     return Shard(trajs, scored, [x.started == it and x.sample.id in first for x in trajs]), weight, times
 
 
-def _sync_phase(state: RLState, shard: Shard, cfg: RLConfig) -> tuple[Shard, list[tuple], list[float]]:
+def _sync_phase(state: RLState, shard: Shard, cfg: RLConfig) -> tuple[Shard, Shard, list[tuple], list[float]]:
     """Every collective before the update, called on every process in this order: success rates into
-    every process's tracker, the per-trajectory records, the counters. Returns the shard to train on
-    (without all-equal groups under ``skip_equal_groups``), every process's records and the summed
-    counters (zero-variance groups, groups, buffer size, expired, verifier errors, trajectories to train)."""
+    every process's tracker, the per-trajectory records, the counters. Returns the iteration's own shard
+    to train on (without all-equal groups under ``skip_equal_groups``), the update's shard (that one with
+    the replayed groups mixed in, ``cfg.replay``), every process's records and the summed counters
+    (zero-variance groups, groups, buffer size, expired, verifier errors, trajectories to train, replayed)."""
     _check_rewards(shard, cfg, state.iteration)
     _update_tracker(state, shard.trajs, shard.scored)
     kept_trajs, kept_scored, groups = keep_informative(shard.trajs, shard.scored)
-    train = Shard(kept_trajs, kept_scored, []) if cfg.sampling.skip_equal_groups else shard
+    own = Shard(kept_trajs, kept_scored, []) if cfg.sampling.skip_equal_groups else shard
+    train = own
+    if cfg.replay.groups and len(state.replay):
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + state.iteration)  # resumes exactly
+        trajs, scored = with_replayed(own.trajs, own.scored, state.replay.draw(cfg.replay.groups, gen), gen)
+        train = Shard(trajs, scored, [])
     local = [(x.sample.modality, float(shard.scored.rewards[i]), bool(shard.scored.correct[i]), len(x.tokens),
               shard.fresh[i]) for i, x in enumerate(shard.trajs)]
     records = [r for part in gather_objects(local) for r in part]
-    sums = all_sum([*groups, len(state.buffer), state.buffer.expired, len(shard.scored.errors), len(train.trajs)])
-    return train, records, sums
+    sums = all_sum([*groups, len(state.buffer), state.buffer.expired, len(shard.scored.errors), len(train.trajs),
+                    len(train.trajs) - len(own.trajs)])
+    return own, train, records, sums
 
 
 def _check_rewards(shard: Shard, cfg: RLConfig, iteration: int) -> None:
@@ -337,14 +360,17 @@ def run_iteration(policy: Policy, processor, samples, state: RLState, cfg: RLCon
         rank = f" (process {world()[0]})" if world()[1] > 1 else ""
         print(f"[rl] it {state.iteration + 1}: {len(shard.scored.errors)} verifier errors{rank}, e.g. "
               f"{shard.scored.errors[0]}")
-    train, records, sums = _sync_phase(state, shard, cfg)
+    own, train, records, sums = _sync_phase(state, shard, cfg)
     t = time.time()
     stats = _train(policy, processor, train, state, cfg) if sums[5] > 0 else {}
     times["train"] = time.time() - t
+    if cfg.replay.groups:
+        state.replay.add(state.iteration, own.trajs, own.scored)
     if not records:
         return {"trajectories": 0, "buffer": int(sums[2])}
     metrics = iteration_metrics(records, (sums[0], sums[1]), (sums[2], sums[3]), times, int(sums[4]))
-    return {**metrics, **stats, "length_weight": weight, "processes": world()[1]}
+    extra = {"replayed_rows": int(sums[6])} if cfg.replay.groups else {}
+    return {**metrics, **stats, **extra, "length_weight": weight, "processes": world()[1]}
 
 
 def _evaluate(policy: Policy, processor, cfg: RLConfig, out: Path, iteration: int) -> dict:

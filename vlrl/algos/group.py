@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
+
+
+def group_rows(group: Sequence[int] | torch.Tensor) -> list[list[int]]:
+    """(B,) group ids -> the row indices of each group, groups in order of first appearance."""
+    rows: dict[int, list[int]] = {}
+    for i, g in enumerate(group.tolist() if isinstance(group, torch.Tensor) else group):
+        rows.setdefault(g, []).append(i)
+    return list(rows.values())
 
 
 def group_mean(values: torch.Tensor, group: torch.Tensor) -> torch.Tensor:

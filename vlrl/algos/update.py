@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from vlrl.algos.base import kl_k3
+from vlrl.algos.group import group_rows
 from processors.collate import Batch
 from vlrl.distributed import all_max, all_sum, gather_objects, sum_gradients
 from vlrl.guards import require_finite
@@ -37,12 +38,9 @@ def group_parts(group: list[int], parts: int) -> list[list[list[int]]]:
     """Split rows into ``parts`` lists of whole groups (rows of a group stay together, so each loss call
     sees complete groups and their baselines are exact), balanced by row count; groups in order of first
     appearance. Returns, per part, its groups' row lists."""
-    rows: dict[int, list[int]] = {}
-    for i, g in enumerate(group):
-        rows.setdefault(g, []).append(i)
     out: list[list[list[int]]] = [[] for _ in range(parts)]
     target, done, p = len(group) / parts, 0, 0
-    for members in rows.values():
+    for members in group_rows(group):
         while p < parts - 1 and done >= target * (p + 1):
             p += 1
         out[p].append(members)

@@ -57,6 +57,19 @@ class Trajectory:
         return mask
 
 
+def trajectory_state(t: Trajectory) -> dict:
+    """A trajectory as checkpoint data (the sampler's log-probs are not kept)."""
+    return {"sample_id": t.sample.id, "tokens": t.tokens, "started": t.started, "key": t.key, "finish": t.finish,
+            "segments": [[s.start, s.end, s.iteration] for s in t.segments]}
+
+
+def trajectory_from_state(d: dict, samples_by_id: dict[str, Sample]) -> Trajectory:
+    """The inverse of :func:`trajectory_state` (checkpoints written before ``finish`` or ``key`` were kept
+    load them as None and 0)."""
+    return Trajectory(samples_by_id[d["sample_id"]], list(d["tokens"]), [Segment(*s) for s in d["segments"]],
+                      d.get("finish"), d["started"], d.get("key", 0))
+
+
 class ReplayBuffer:
     """Unfinished trajectories waiting to be continued; each keeps at most ``max_age`` iterations."""
 
@@ -80,12 +93,8 @@ class ReplayBuffer:
         return items
 
     def state_dict(self) -> dict:
-        return {"max_age": self.max_age, "expired": self.expired,
-                "items": [{"sample_id": t.sample.id, "tokens": t.tokens, "started": t.started, "key": t.key,
-                           "segments": [[s.start, s.end, s.iteration] for s in t.segments]} for t in self.items]}
+        return {"max_age": self.max_age, "expired": self.expired, "items": [trajectory_state(t) for t in self.items]}
 
     def load_state_dict(self, state: dict, samples_by_id: dict[str, Sample]) -> None:
         self.max_age, self.expired = state["max_age"], state["expired"]
-        self.items = [Trajectory(samples_by_id[d["sample_id"]], list(d["tokens"]),
-                                 [Segment(*s) for s in d["segments"]], None, d["started"], d.get("key", 0))
-                      for d in state["items"]]
+        self.items = [trajectory_from_state(d, samples_by_id) for d in state["items"]]

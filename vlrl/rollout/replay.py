@@ -16,8 +16,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from vlrl.algos.group import group_rows
 from vlrl.rewards.combine import ScoredBatch
-from vlrl.rollout.buffer import Segment, Trajectory
+from vlrl.rollout.buffer import Trajectory, trajectory_from_state, trajectory_state
 from vlrl.types import Sample
 
 
@@ -51,8 +52,7 @@ class GroupReplay:
     def add(self, iteration: int, trajs: list[Trajectory], scored: ScoredBatch) -> None:
         """Store the groups of ``trajs`` (rows of ``scored``) that hold a correct response, and forget the
         groups older than ``max_age`` iterations counted from ``iteration + 1`` (the next draw's)."""
-        for g in dict.fromkeys(scored.group.tolist()):
-            rows = (scored.group == g).nonzero().flatten().tolist()
+        for rows in group_rows(scored.group):
             if bool(scored.correct[rows].any()):
                 self.items.append(StoredGroup(iteration, [trajs[i] for i in rows],
                                               [float(scored.rewards[i]) for i in rows],
@@ -67,17 +67,11 @@ class GroupReplay:
     def state_dict(self) -> dict:
         return {"max_age": self.max_age,
                 "items": [{"iteration": x.iteration, "rewards": x.rewards, "correct": x.correct,
-                           "trajs": [{"sample_id": t.sample.id, "tokens": t.tokens, "started": t.started,
-                                      "key": t.key, "finish": t.finish,
-                                      "segments": [[s.start, s.end, s.iteration] for s in t.segments]}
-                                     for t in x.trajs]} for x in self.items]}
+                           "trajs": [trajectory_state(t) for t in x.trajs]} for x in self.items]}
 
     def load_state_dict(self, state: dict, samples_by_id: dict[str, Sample]) -> None:
         self.max_age = state["max_age"]
-        self.items = [StoredGroup(d["iteration"],
-                                  [Trajectory(samples_by_id[t["sample_id"]], list(t["tokens"]),
-                                              [Segment(*s) for s in t["segments"]], t["finish"], t["started"],
-                                              t["key"]) for t in d["trajs"]],
+        self.items = [StoredGroup(d["iteration"], [trajectory_from_state(t, samples_by_id) for t in d["trajs"]],
                                   list(d["rewards"]), list(d["correct"])) for d in state["items"]]
 
 
@@ -86,7 +80,7 @@ def with_replayed(trajs: list[Trajectory], scored: ScoredBatch, drawn: list[Stor
     """The iteration's trajectories (rows of ``scored``, B of them) and the ``drawn`` groups (R rows) as one
     update batch of B + R rows: every group keeps its rows together, groups in a random order (so that
     each minibatch mixes replayed and fresh groups), the replayed ones with group ids of their own."""
-    own = _group_rows(scored.group)
+    own = group_rows(scored.group)
     groups = [[trajs[i] for i in rows] for rows in own]
     fields = [(scored.rewards[rows], scored.correct[rows]) for rows in own]
     for x in drawn:
@@ -100,7 +94,3 @@ def with_replayed(trajs: list[Trajectory], scored: ScoredBatch, drawn: list[Stor
     lengths = torch.tensor([float(len(t.tokens)) for t in out], dtype=torch.float32)
     return out, replace(scored, rewards=rewards, correct=correct, lengths=lengths, group=group)
 
-
-def _group_rows(group: torch.Tensor) -> list[list[int]]:
-    """(B,) group ids -> the row indices of each group, in order of first appearance."""
-    return [(group == g).nonzero().flatten().tolist() for g in dict.fromkeys(group.tolist())]

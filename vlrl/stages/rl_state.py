@@ -29,7 +29,6 @@ def total_optimizer_steps(cfg: RLConfig) -> int:
     return cfg.iterations * cfg.steps_per_iteration * per_pass
 
 
-
 class RLState:
     """Everything a resumed run needs besides the weights: iteration, success rates, replay buffers (one
     per process) and the prompt-sampling generator (shared by all processes). Rollouts need no generator

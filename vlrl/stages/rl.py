@@ -31,7 +31,7 @@ from vlrl.eval.curves import plot_curves, plot_heldout
 from vlrl.models import load_pretrained, save_pretrained
 from vlrl.rewards.combine import ScoredBatch, score_trajectories
 from vlrl.rewards.length import length_penalty_weight
-from vlrl.stages.rl_state import RLState, total_optimizer_steps
+from vlrl.stages.rl_state import RLState
 from vlrl.rollout import RolloutConfig, rollout
 from vlrl.rollout.replay import ReplayConfig, with_replayed
 from vlrl.rollout.scoring import sampled_logprobs, scoring_batch
@@ -43,9 +43,9 @@ from vlrl.models.lora import add_lora
 from vlrl.models.trainable import MODULES, set_trainable
 from vlrl.rewards.config import RewardConfig, verifier_config
 from vlrl.distributed import all_sum, barrier, gather_objects, init_from_launcher, is_main, launcher_precision, world
-from vlrl.sharding import Policy, launcher_strategy, load_optimizer_state
+from vlrl.sharding import Policy, launcher_strategy
 from vlrl.guards import NonFiniteError, require_finite_rewards, require_finite_weights
-from vlrl.training import MetricsLog, OptimizerSchedule, build_optimizer, seed_everything
+from vlrl.training import MetricsLog, seed_everything
 
 
 CURVES = ("reward", "accuracy", "accuracy_fresh", "eval/overall", "eval/image", "eval/text", "eval/text_rendered",
@@ -359,10 +359,7 @@ def _start(cfg: RLConfig, out: Path) -> tuple[Policy, Any, list, RLState, Path |
     if model.precision == "bf16" and is_main():
         print("[rl] bf16 autocast, fp32 master weights and optimizer state")
     if opt_state is not None and not cfg.reset_optimizer:  # the run's one optimizer, where it was
-        state.opt = build_optimizer(list(policy.train.parameters()), cfg.optim)
-        load_optimizer_state(policy.train, state.opt, opt_state)
-        state.sched = OptimizerSchedule(state.opt, cfg.optim, total_optimizer_steps(cfg), state.optimizer_steps,
-                                        local=state.optimizer_steps)
+        state.resume_optimizer(policy.train, cfg, opt_state)
     if ckpt is not None:
         print(f"[rl] resuming from {ckpt} (iteration {state.iteration})")
     return policy, processor, samples, state, ckpt

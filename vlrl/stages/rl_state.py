@@ -16,7 +16,7 @@ from vlrl.distributed import barrier, gather_objects, is_main, world
 from vlrl.models.builder import WEIGHTS_NAME
 from vlrl.rollout import ReplayBuffer
 from vlrl.rollout.replay import GroupReplay
-from vlrl.sharding import Policy, full_optimizer_state
+from vlrl.sharding import Policy, full_optimizer_state, load_optimizer_state
 from vlrl.training import OptimizerSchedule, build_optimizer, rng_state, set_rng_state
 
 if TYPE_CHECKING:
@@ -52,6 +52,14 @@ class RLState:
             self.opt = build_optimizer(list(model.parameters()), cfg.optim)
             self.sched = OptimizerSchedule(self.opt, cfg.optim, total_optimizer_steps(cfg), self.optimizer_steps)
         return self.opt, self.sched
+
+    def resume_optimizer(self, model, cfg: RLConfig, saved: dict) -> None:
+        """The run's one optimizer (no ``reset_optimizer``) with a checkpoint's ``saved`` state (by parameter
+        name, so any sharding loads it) and its schedule at the saved step."""
+        self.opt = build_optimizer(list(model.parameters()), cfg.optim)
+        load_optimizer_state(model, self.opt, saved)
+        self.sched = OptimizerSchedule(self.opt, cfg.optim, total_optimizer_steps(cfg), self.optimizer_steps,
+                                       local=self.optimizer_steps)
 
     def save(self, out: Path, policy: Policy, processor, with_optimizer: bool = False, keep: int = 2,
              config: dict | None = None) -> None:
